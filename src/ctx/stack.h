@@ -1,0 +1,60 @@
+/*
+ * Coroutine stacks: mmap'ed, committed on touch, a guard page below each one,
+ * pooled and reused (a per-worker cache in front of a shared lock-free stack).
+ *
+ * Guard: MADV_GUARD_INSTALL (Linux >= 6.13, no extra VMA) probed once at run
+ * time; mprotect(PROT_NONE) otherwise, which costs a VMA per stack: the pool
+ * then refuses with -EAGAIN and a clear message before vm.max_map_count runs out.
+ *
+ * Overflow: a SIGSEGV handler on an alternate signal stack recognises a hit
+ * in the guard of the stack running on this thread and prints
+ *   weft: stack overflow in coroutine <id> "<name>" (stack <N> KiB)
+ * then aborts; any other fault goes to the previous handler unchanged.
+ */
+#ifndef WEFT_STACK_H
+#define WEFT_STACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+struct weft__stack {
+	void  *lo;                  /* lowest usable byte (just above the guard)  */
+	size_t size;                /* usable bytes                               */
+	struct weft__stack *next;   /* free-list link, owned by the pool          */
+	/* labels for the overflow message; set by the owner of the stack */
+	uint64_t owner_id;
+	const char *owner_name;
+};
+
+struct weft__stack_pool;        /* shared by the workers of one runtime       */
+struct weft__stack_cache;       /* one per worker; owner thread only          */
+
+/* Round a requested size to pages; -EINVAL below WEFT_STACK_MIN (weft.h). */
+int weft__stack_size_check(size_t req, size_t *rounded);
+
+int  weft__stack_pool_create(struct weft__stack_pool **p, size_t stack_size);
+void weft__stack_pool_destroy(struct weft__stack_pool *p);   /* unmaps everything */
+size_t weft__stack_pool_stack_size(const struct weft__stack_pool *p);
+
+int  weft__stack_cache_create(struct weft__stack_cache **c, struct weft__stack_pool *p);
+void weft__stack_cache_destroy(struct weft__stack_cache *c); /* returns its stacks to the pool */
+
+/* Take a stack (cache, then pool, then a fresh mapping). 0, -ENOMEM or
+ * -EAGAIN (mapping limit). Caller: the cache's owner thread. */
+int  weft__stack_get(struct weft__stack_cache *c, struct weft__stack **out);
+/* A stack of another size (per-spawn option): pooled when size equals the
+ * pool's, otherwise a mapping of its own that weft__stack_put unmaps. */
+int  weft__stack_get_size(struct weft__stack_cache *c, size_t size, struct weft__stack **out);
+/* Give it back; its pages stay committed for the next user. */
+void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s);
+
+/* Per-thread set-up for any thread that runs coroutines: installs the
+ * alternate signal stack (and, once per process, the SIGSEGV handler). */
+int  weft__stack_thread_init(void);
+void weft__stack_thread_exit(void);
+/* The stack now running on this thread (NULL: the thread's own), for the
+ * overflow handler. Set by the scheduler at every switch. */
+void weft__stack_set_current(struct weft__stack *s);
+
+#endif /* WEFT_STACK_H */

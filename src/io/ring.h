@@ -1,0 +1,73 @@
+/*
+ * The ring a worker parks in. ring.c knows nothing of coroutines: each CQE's
+ * user_data points to a struct weft__ring_op whose callback the reaping thread
+ * runs with the CQE's res and flags.
+ *
+ * Ownership: one ring per worker, created and driven by that worker only
+ * (IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN when the kernel has them,
+ * COOP_TASKRUN otherwise). The one call any thread may make is
+ * weft__ring_wake().
+ */
+#ifndef WEFT_RING_H
+#define WEFT_RING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct weft__ring_op;
+typedef void (*weft__ring_cb)(struct weft__ring_op *op, int res, uint32_t cqe_flags);
+
+/* A completion record. Lives wherever the submitter wants (for a coroutine's
+ * I/O: on its stack) and must stay valid until its CQE has been reaped. */
+struct weft__ring_op {
+	weft__ring_cb cb;
+};
+
+struct weft__ring {
+	struct io_uring uring;
+	unsigned flags;            /* IORING_SETUP_* actually in effect          */
+	unsigned pending;          /* SQEs prepared, not yet submitted           */
+	unsigned inflight;         /* ops submitted whose CQE is not yet reaped  */
+	int wake_fd;               /* eventfd for wakes from non-ring threads    */
+	/* further private fields of ring.c */
+	struct weft__ring_op wake_op;
+	uint64_t wake_buf;
+	_Atomic unsigned wake_pending; /* a wake is on its way: later wakers skip */
+};
+
+/* Create the ring (entries SQEs). On failure returns -errno and writes a
+ * message naming the cause (io_uring disabled by sysctl, seccomp, old kernel)
+ * into why[why_len]. */
+int  weft__ring_init(struct weft__ring *r, unsigned entries, char *why, size_t why_len);
+void weft__ring_exit(struct weft__ring *r);
+
+/* An SQE to fill; never NULL: when the SQ is full it submits first. Owner only.
+ * The caller must set user_data with weft__ring_set_op(). */
+struct io_uring_sqe *weft__ring_sqe(struct weft__ring *r);
+static inline void weft__ring_set_op(struct io_uring_sqe *sqe, struct weft__ring_op *op)
+{
+	io_uring_sqe_set_data(sqe, op);
+}
+
+/* Submit what is pending and run the callbacks of every CQE already there,
+ * without blocking. Returns how many callbacks ran. Owner only; call once per
+ * scheduling round while weft__ring_busy(). */
+int  weft__ring_poll(struct weft__ring *r);
+static inline bool weft__ring_busy(const struct weft__ring *r)
+{
+	return r->pending != 0 || r->inflight != 0;
+}
+
+/* Submit what is pending, then block until a CQE arrives, a wake arrives, or
+ * timeout_ns passes (< 0: no timeout); runs the callbacks. Returns how many
+ * callbacks ran (wakes not counted). Owner only. */
+int  weft__ring_wait(struct weft__ring *r, int64_t timeout_ns);
+
+/* Make `to`'s owner return from weft__ring_wait (now, or at once when it next
+ * waits). `from` is the caller's own ring when the caller owns one (MSG_RING),
+ * NULL otherwise (eventfd). Wakes are coalesced: a wake already on its way
+ * makes this a no-op. Any thread. */
+void weft__ring_wake(struct weft__ring *from, struct weft__ring *to);
+
+#endif /* WEFT_RING_H */

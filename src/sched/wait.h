@@ -1,0 +1,100 @@
+/*
+ * The park/wake contract, as src/sync and src/io/ops.c use it. They include
+ * only this header of src/sched.
+ *
+ * A blocking primitive opens a *wait* for the calling coroutine, registers a
+ * struct weft__waiter (task + sequence number) with every source that may end
+ * it (a channel's queue, a mutex's queue, an I/O op's completion record...),
+ * and parks. Sources race to end the wait; exactly one wins weft__wait_claim(),
+ * and only the winner may touch the parked coroutine's state (for example copy
+ * a value into the receiver's buffer) before it calls weft__wait_wake(). The
+ * runtime itself is a source too: a deadline given to weft__wait_begin() claims
+ * the wait with -ETIMEDOUT, weft_cancel() with -ECANCELED.
+ *
+ * A waiter record whose wait has already ended is harmless: its sequence no
+ * longer matches, so weft__wait_claim() on it returns false. Task records
+ * are never unmapped while their runtime lives, so a stale waiter may still be
+ * read by a claim (type-stable memory); it never matches again.
+ *
+ * Typical use (a lock-protected queue of waiters):
+ *
+ *     lock(&q->lock);
+ *     if (can_proceed(q)) { ...; unlock(&q->lock); return 0; }
+ *     struct my_waiter w;                       // on the coroutine's stack
+ *     int err = weft__wait_begin(&w.waiter, deadline, WEFT__WAIT_CANCELLABLE);
+ *     if (err) { unlock(&q->lock); return err; } // -ECANCELED, -ETIMEDOUT, -EPERM
+ *     enqueue(q, &w);
+ *     int r = weft__wait_park(&w.waiter, unlock_cb, &q->lock);  // lock released
+ *     if (r != 0) { lock(&q->lock); remove_if_queued(q, &w); unlock(&q->lock); }
+ *     return r;
+ *
+ * and on the other side:
+ *
+ *     lock(&q->lock);
+ *     while ((w = dequeue(q)))
+ *         if (weft__wait_claim(&w->waiter)) { hand_over(w); weft__wait_wake(&w->waiter, 0); break; }
+ *     unlock(&q->lock);
+ */
+#ifndef WEFT_WAIT_H
+#define WEFT_WAIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "weft.h"
+
+struct weft__waiter {
+	struct weft_task *task;
+	uint64_t seq;              /* which wait of `task` this record belongs to */
+};
+
+enum {
+	WEFT__WAIT_CANCELLABLE = 1u << 0,  /* weft_cancel ends it with -ECANCELED       */
+};
+
+/* Open a wait for the calling coroutine. deadline: absolute weft_now() time,
+ * 0 = none. Returns 0, or (with nothing to undo) -EPERM outside a coroutine,
+ * -ECANCELED when a cancel is pending and the wait is cancellable,
+ * -ETIMEDOUT when the deadline has already passed. Caller: the coroutine. */
+int  weft__wait_begin(struct weft__waiter *w, uint64_t deadline, unsigned flags);
+
+/* Park until the wait is claimed and woken. unlock(arg) (may be NULL) runs once
+ * the coroutine's registers are saved, on the worker's scheduler stack: release
+ * the lock that protects the queue the waiter sits in there. Returns the
+ * reason given by the winner: 0 or a source-specific value, -ETIMEDOUT,
+ * -ECANCELED. When it returns, the deadline timer is gone. Caller: the coroutine. */
+int  weft__wait_park(struct weft__waiter *w, void (*unlock)(void *arg), void *arg);
+
+/* End the wait described by w if nobody has: true means the caller won and
+ * must call weft__wait_wake(w, reason) (after handing over any data).
+ * Any thread, any context (also plain threads and scheduler callbacks). */
+bool weft__wait_claim(const struct weft__waiter *w);
+void weft__wait_wake(const struct weft__waiter *w, int reason);
+static inline bool weft__wait_claim_wake(const struct weft__waiter *w, int reason)
+{
+	if (!weft__wait_claim(w))
+		return false;
+	weft__wait_wake(w, reason);
+	return true;
+}
+
+/* Shield the calling coroutine from cancellation (nesting counter): while
+ * shielded, waits it opens are not cancellable. Returns the previous depth. */
+unsigned weft__cancel_shield_push(void);
+void     weft__cancel_shield_pop(void);
+
+/* The ring of the worker running the caller (for src/io/ops.c). NULL outside.
+ * Valid until the caller's next blocking point (it may migrate after it). */
+struct weft__ring *weft__current_ring(void);
+
+/* Run c->fn(c) on the worker thread that owns ring r, during its next
+ * scheduling round (that worker is woken if it is parked). c must stay valid
+ * until fn has run. Any thread. Used for what only a ring's owner may do, such
+ * as submitting IORING_OP_ASYNC_CANCEL for an op that a migrated coroutine left
+ * in flight there. */
+struct weft__remote_call {
+	struct weft__remote_call *next;     /* owned by the runtime until fn runs */
+	void (*fn)(struct weft__remote_call *c);
+};
+void weft__ring_call(struct weft__ring *r, struct weft__remote_call *c);
+
+#endif /* WEFT_WAIT_H */

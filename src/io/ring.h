@@ -30,10 +30,16 @@ struct weft__ring {
 	unsigned pending;          /* SQEs prepared, not yet submitted           */
 	unsigned inflight;         /* ops submitted whose CQE is not yet reaped  */
 	int wake_fd;               /* eventfd for wakes from non-ring threads    */
-	/* further private fields of ring.c */
-	struct weft__ring_op wake_op;
+	/* further private fields of ring.c (owner only unless said otherwise) */
+	struct weft__ring_op wake_op;  /* unused: internal CQEs use tagged user_data */
 	uint64_t wake_buf;
-	_Atomic unsigned wake_pending; /* a wake is on its way: later wakers skip */
+	unsigned ipending;         /* internal SQEs (poll, MSG_RING) not submitted */
+	bool has_msg_ring;         /* IORING_OP_MSG_RING probed                   */
+	bool cqe_skip;             /* IORING_FEAT_CQE_SKIP: sender gets no CQE    */
+	bool poll_multishot;       /* cleared when the kernel rejects POLL_ADD_MULTI */
+	uint32_t ops[8];           /* bitmap of supported IORING_OP_* (probe)     */
+	_Atomic unsigned wake_pending; /* a wake is on its way: later wakers skip.
+	                                  Any thread (see ring.c)                  */
 };
 
 /* Create the ring (entries SQEs). On failure returns -errno and writes a
@@ -48,6 +54,12 @@ struct io_uring_sqe *weft__ring_sqe(struct weft__ring *r);
 static inline void weft__ring_set_op(struct io_uring_sqe *sqe, struct weft__ring_op *op)
 {
 	io_uring_sqe_set_data(sqe, op);
+}
+
+/* Whether the kernel supports opcode op (IORING_OP_*), from the probe. */
+static inline bool weft__ring_op_supported(const struct weft__ring *r, unsigned op)
+{
+	return op < 256 && (r->ops[op / 32] >> (op % 32) & 1u);
 }
 
 /* Submit what is pending and run the callbacks of every CQE already there,

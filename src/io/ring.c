@@ -1,0 +1,426 @@
+/*
+ * ring.c — the io_uring a worker parks in.
+ *
+ * Terms. A *user op* is an SQE whose user_data points to a struct
+ * weft__ring_op (its callback runs when the CQE is reaped). An *internal op*
+ * is one of ours: its user_data is a small tag in the low three bits (op
+ * records are pointers, so 8-aligned, so their low bits are zero):
+ *
+ *   TAG_WAKE   (1)        a wake posted into this ring by MSG_RING
+ *   TAG_EVFD   (2)        the poll on this ring's eventfd fired
+ *   TAG_SENT   (3) | to   our MSG_RING towards ring `to` completed (only seen
+ *                         on failure when the kernel can skip success CQEs)
+ *
+ * Internal CQEs never reach callbacks and are not counted by poll/wait; they
+ * exist only to end a wait. `pending` and `inflight` count user ops only, so
+ * weft__ring_busy() is false on an idle ring even though the eventfd poll is
+ * always armed.
+ *
+ * Wakes. weft__ring_wake(from, to) sets to->wake_pending with an atomic
+ * exchange; only the caller that turned it from 0 to 1 sends anything, either
+ * an IORING_OP_MSG_RING from its own ring (`from`, submitted at once) or a
+ * write to to->wake_fd, an eventfd the ring polls. The owner clears the flag,
+ * again with an exchange, when it has reaped the wake CQE, before it returns
+ * from poll/wait; its scheduler re-checks its queues after that. Both
+ * exchanges are seq_cst RMWs on one location, so they are totally ordered:
+ *  - waker first (sees 1, skips): the owner's exchange reads the waker's
+ *    release, so whatever the waker published before waking (a task pushed on
+ *    the owner's queue) happens-before the owner's re-check; nothing is lost;
+ *  - owner first: the waker reads 0 and sends a wake, which ends the next wait.
+ * While the flag is 1 a wake CQE is on its way or unreaped, so a wait that
+ * begins then returns at once.
+ *
+ * Setup falls back SINGLE_ISSUER|DEFER_TASKRUN -> COOP_TASKRUN -> plain on
+ * -EINVAL, always with IORING_SETUP_TASKRUN_FLAG where accepted. Under
+ * DEFER_TASKRUN nothing completes until the owner enters the kernel with
+ * GETEVENTS; the kernel raises IORING_SQ_TASKRUN in the shared flags when
+ * completions wait as task work (checked on 6.18), so weft__ring_poll() enters
+ * only then, or on a CQ overflow, or (without TASKRUN_FLAG) whenever ops are in
+ * flight: a busy worker's round costs no syscall when nothing completed.
+ *
+ * CQ overflow: the kernel (IORING_FEAT_NODROP) keeps overflowed CQEs on a list
+ * and flags IORING_SQ_CQ_OVERFLOW; reaping loops, flushing with GETEVENTS, until
+ * the CQ is empty and the flag is clear.
+ *
+ * Rejected: io_uring_register_ring_fd(). The registration lives in the
+ * registering thread's table, and io_uring_queue_exit() unregisters the same
+ * slot in the *calling* thread's table; a ring torn down by another thread
+ * would remove that thread's own registration. The gain (one fdget per
+ * enter) is not worth the trap.
+ *
+ * Callbacks run on the owner with the CQE already consumed; they may prepare
+ * SQEs (weft__ring_sqe) but must not call weft__ring_poll/wait.
+ */
+#include "io/ring.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+_Static_assert(_Alignof(struct weft__ring_op) >= 8,
+	       "op records must be 8-aligned: the low 3 bits of user_data tag internal ops");
+
+enum {
+	TAG_MASK = 7,
+	TAG_WAKE = 1,
+	TAG_EVFD = 2,
+	TAG_SENT = 3,
+};
+
+#define REAP_BATCH 32
+#define SQE_TRIES  1000
+
+/* The kernel writes sq.kflags; a relaxed load is enough: we act on a stale
+ * value only by entering once more (or once less, caught on the next round). */
+static inline unsigned ring_kflags(const struct weft__ring *r)
+{
+	return __atomic_load_n(r->uring.sq.kflags, __ATOMIC_RELAXED);
+}
+
+static void set_supported(struct weft__ring *r, unsigned op)
+{
+	r->ops[op / 32] |= 1u << (op % 32);
+}
+
+static __attribute__((cold)) void explain(int err, char *why, size_t why_len)
+{
+	if (!why || !why_len)
+		return;
+	if (err == -EPERM || err == -EACCES) {
+		int disabled = -1;
+		FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+		if (f) {
+			if (fscanf(f, "%d", &disabled) != 1)
+				disabled = -1;
+			fclose(f);
+		}
+		if (disabled == 2)
+			snprintf(why, why_len, "io_uring is disabled: kernel.io_uring_disabled = 2");
+		else if (disabled == 1)
+			snprintf(why, why_len, "io_uring is restricted: kernel.io_uring_disabled = 1 "
+				 "and this process is not in kernel.io_uring_group");
+		else
+			snprintf(why, why_len, "io_uring is blocked by seccomp or a container policy");
+	} else if (err == -ENOSYS) {
+		snprintf(why, why_len, "io_uring is not available: kernel too old, or the "
+			 "syscall is blocked by seccomp or a container policy");
+	} else {
+		snprintf(why, why_len, "io_uring_queue_init failed: %s", strerror(-err));
+	}
+}
+
+/* Move what the kernel consumed from the SQ into the counts. The SQ is FIFO
+ * but mixes user and internal SQEs; a short submit (only under memory
+ * pressure) is charged to user SQEs first. */
+static void account(struct weft__ring *r, unsigned before)
+{
+	unsigned left = io_uring_sq_ready(&r->uring);
+	unsigned done = before > left ? before - left : 0;
+	if (left == 0) {
+		r->inflight += r->pending;
+		r->pending = 0;
+		r->ipending = 0;
+		return;
+	}
+	unsigned u = done < r->pending ? done : r->pending;
+	r->pending -= u;
+	r->inflight += u;
+	done -= u;
+	r->ipending -= done < r->ipending ? done : r->ipending;
+}
+
+static int ring_submit(struct weft__ring *r, bool getevents)
+{
+	unsigned before = io_uring_sq_ready(&r->uring);
+	int ret = getevents ? io_uring_submit_and_get_events(&r->uring)
+			    : io_uring_submit(&r->uring);
+	account(r, before);
+	return ret;
+}
+
+static int ring_reap(struct weft__ring *r);
+
+/* An SQE, never NULL: submit when the SQ is full; when the kernel refuses
+ * more (-EBUSY/-EAGAIN: completions backed up), reap and retry. */
+static struct io_uring_sqe *ring_get_sqe(struct weft__ring *r)
+{
+	for (int i = 0; i < SQE_TRIES; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+		if (sqe)
+			return sqe;
+		int ret = ring_submit(r, false);
+		if (ret == -EBUSY || ret == -EAGAIN || ret == -EINTR || (i > 0 && ret <= 0)) {
+			ring_reap(r);
+			if (io_uring_sq_space_left(&r->uring) == 0)
+				io_uring_get_events(&r->uring);
+		}
+	}
+	fprintf(stderr, "weft: io_uring SQ stays full after %d submits; giving up\n", SQE_TRIES);
+	abort();
+}
+
+struct io_uring_sqe *weft__ring_sqe(struct weft__ring *r)
+{
+	struct io_uring_sqe *sqe = ring_get_sqe(r);
+	r->pending++;
+	return sqe;
+}
+
+static struct io_uring_sqe *internal_sqe(struct weft__ring *r)
+{
+	struct io_uring_sqe *sqe = ring_get_sqe(r);
+	r->ipending++;
+	return sqe;
+}
+
+static void arm_eventfd(struct weft__ring *r)
+{
+	struct io_uring_sqe *sqe = internal_sqe(r);
+	if (r->poll_multishot)
+		io_uring_prep_poll_multishot(sqe, r->wake_fd, POLLIN);
+	else
+		io_uring_prep_poll_add(sqe, r->wake_fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, TAG_EVFD);
+}
+
+static void write_eventfd(int fd)
+{
+	uint64_t one = 1;
+	/* Only EINTR can make this fail: the counter would need 2^64 - 2 wakes. */
+	while (write(fd, &one, sizeof one) < 0 && errno == EINTR)
+		;
+}
+
+static __attribute__((cold)) void probe(struct weft__ring *r)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(&r->uring);
+	if (p) {
+		for (unsigned op = 0; op < 256 && op <= p->last_op; op++)
+			if (io_uring_opcode_supported(p, (int)op))
+				set_supported(r, op);
+		io_uring_free_probe(p);
+	} else {
+		/* No probe (before 5.6): assume the basic set that 5.1 had. */
+		set_supported(r, IORING_OP_NOP);
+		set_supported(r, IORING_OP_READV);
+		set_supported(r, IORING_OP_WRITEV);
+		set_supported(r, IORING_OP_FSYNC);
+		set_supported(r, IORING_OP_POLL_ADD);
+	}
+	r->has_msg_ring = weft__ring_op_supported(r, IORING_OP_MSG_RING);
+	r->cqe_skip = (r->uring.features & IORING_FEAT_CQE_SKIP) != 0;
+}
+
+int weft__ring_init(struct weft__ring *r, unsigned entries, char *why, size_t why_len)
+{
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int ret = -EINVAL;
+
+	memset(r, 0, sizeof *r);
+	r->wake_fd = -1;
+	atomic_init(&r->wake_pending, 0);
+	if (why && why_len)
+		why[0] = '\0';
+	for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+		struct io_uring_params p;
+		memset(&p, 0, sizeof p);
+		p.flags = tries[i];
+		ret = io_uring_queue_init_params(entries, &r->uring, &p);
+		if (ret == 0) {
+			r->flags = p.flags;
+			break;
+		}
+		if (ret != -EINVAL)
+			break;
+	}
+	if (ret < 0) {
+		explain(ret, why, why_len);
+		return ret;
+	}
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->wake_fd < 0) {
+		ret = -errno;
+		if (why && why_len)
+			snprintf(why, why_len, "eventfd: %s", strerror(errno));
+		io_uring_queue_exit(&r->uring);
+		return ret;
+	}
+	probe(r);
+	r->poll_multishot = true;
+	arm_eventfd(r);
+	ret = ring_submit(r, false);
+	if (ret < 0) {
+		if (why && why_len)
+			snprintf(why, why_len, "io_uring_submit: %s", strerror(-ret));
+		weft__ring_exit(r);
+		return ret;
+	}
+	return 0;
+}
+
+void weft__ring_exit(struct weft__ring *r)
+{
+	if (r->wake_fd >= 0) {
+		io_uring_queue_exit(&r->uring);
+		close(r->wake_fd);
+		r->wake_fd = -1;
+	}
+}
+
+/* Handle one internal CQE. Returns true when it was a wake. */
+static bool internal_cqe(struct weft__ring *r, uint64_t ud, int res, uint32_t flags)
+{
+	switch (ud & TAG_MASK) {
+	case TAG_WAKE:
+		return true;
+	case TAG_EVFD: {
+		uint64_t v;
+		/* Drain so the next write wakes the poll again; EAGAIN = already empty. */
+		while (read(r->wake_fd, &v, sizeof v) < 0 && errno == EINTR)
+			;
+		if (res == -EINVAL && r->poll_multishot)
+			r->poll_multishot = false;   /* kernel without POLL_ADD_MULTI */
+		if (!(flags & IORING_CQE_F_MORE))
+			arm_eventfd(r);              /* submitted with the next submit */
+		return res >= 0;
+	}
+	case TAG_SENT: {
+		/* MSG_RING failed (target gone or its CQ full): wake by eventfd.
+		 * to->wake_pending is still 1, owned by this wake. */
+		struct weft__ring *to = (struct weft__ring *)(uintptr_t)(ud & ~(uint64_t)TAG_MASK);
+		if (res < 0)
+			write_eventfd(to->wake_fd);
+		return false;
+	}
+	default:
+		fprintf(stderr, "weft: io_uring CQE with unknown tag %#llx\n", (unsigned long long)ud);
+		abort();
+	}
+}
+
+/* Run the callbacks of every CQE there, flushing overflowed CQEs, until the
+ * CQ is empty. Clears wake_pending when a wake was among them. */
+static int ring_reap(struct weft__ring *r)
+{
+	struct { uint64_t ud; int32_t res; uint32_t flags; } batch[REAP_BATCH];
+	bool woken = false;
+	int ran = 0;
+
+	for (int rounds = 0; rounds < 1 << 16; rounds++) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&r->uring, head, cqe) {
+			batch[n].ud = cqe->user_data;
+			batch[n].res = cqe->res;
+			batch[n].flags = cqe->flags;
+			if (++n == REAP_BATCH)
+				break;
+		}
+		if (n == 0) {
+			/* Overflowed CQEs wait in the kernel: GETEVENTS flushes them. */
+			if (!(ring_kflags(r) & IORING_SQ_CQ_OVERFLOW))
+				break;
+			io_uring_get_events(&r->uring);
+			if (io_uring_cq_ready(&r->uring) == 0)
+				break;
+			continue;
+		}
+		/* Consume before calling back: a callback may prepare SQEs, and an
+		 * SQ-full submit inside it may reap again. */
+		io_uring_cq_advance(&r->uring, n);
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t ud = batch[i].ud;
+			if (ud & TAG_MASK) {
+				woken |= internal_cqe(r, ud, batch[i].res, batch[i].flags);
+				continue;
+			}
+			struct weft__ring_op *op = (struct weft__ring_op *)(uintptr_t)ud;
+			if (!(batch[i].flags & IORING_CQE_F_MORE) && r->inflight > 0)
+				r->inflight--;
+			op->cb(op, batch[i].res, batch[i].flags);
+			ran++;
+		}
+	}
+	if (woken) {
+		/* seq_cst RMW, pairs with the exchange in weft__ring_wake(): see the
+		 * top of this file. The caller re-checks its queues after we return. */
+		atomic_exchange_explicit(&r->wake_pending, 0, memory_order_seq_cst);
+	}
+	return ran;
+}
+
+int weft__ring_poll(struct weft__ring *r)
+{
+	if (r->pending || r->ipending) {
+		/* GETEVENTS too: under DEFER_TASKRUN that is what posts completions. */
+		ring_submit(r, r->inflight != 0 || (r->flags & IORING_SETUP_DEFER_TASKRUN));
+	} else if (r->inflight) {
+		/* With TASKRUN_FLAG the kernel raises IORING_SQ_TASKRUN when
+		 * completions wait as task work (DEFER_TASKRUN, COOP_TASKRUN): enter
+		 * only then. Without it, enter whenever ops are in flight. */
+		unsigned kf = ring_kflags(r);
+		if (!(r->flags & IORING_SETUP_TASKRUN_FLAG) ||
+		    (kf & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)))
+			io_uring_get_events(&r->uring);
+	} else if (ring_kflags(r) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) {
+		io_uring_get_events(&r->uring);
+	}
+	return ring_reap(r);
+}
+
+int weft__ring_wait(struct weft__ring *r, int64_t timeout_ns)
+{
+	if (timeout_ns == 0 || io_uring_cq_ready(&r->uring))
+		return weft__ring_poll(r);
+
+	struct __kernel_timespec ts = {
+		.tv_sec = timeout_ns / 1000000000,
+		.tv_nsec = timeout_ns % 1000000000,
+	};
+	struct io_uring_cqe *cqe = NULL;
+	unsigned before = io_uring_sq_ready(&r->uring);
+	int ret = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1,
+						   timeout_ns < 0 ? NULL : &ts, NULL);
+	account(r, before);
+	int ran = ring_reap(r);
+	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
+		return ran ? ran : ret;
+	return ran;
+}
+
+void weft__ring_wake(struct weft__ring *from, struct weft__ring *to)
+{
+	if (from == to)
+		return;   /* the caller owns `to` and is running: nothing to end */
+	/* seq_cst RMW: only the 0 -> 1 transition sends. Pairs with the owner's
+	 * exchange in ring_reap(); release part publishes what the caller queued
+	 * for `to` before waking it. */
+	if (atomic_exchange_explicit(&to->wake_pending, 1, memory_order_seq_cst))
+		return;
+	if (from && from->has_msg_ring) {
+		struct io_uring_sqe *sqe = internal_sqe(from);
+		io_uring_prep_msg_ring(sqe, to->uring.ring_fd, 0, TAG_WAKE, 0);
+		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)to | TAG_SENT);
+		if (from->cqe_skip)
+			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		int ret = ring_submit(from, false);
+		if (ret >= 0)
+			return;
+		/* Not submitted: it stays in from's SQ and goes with the next
+		 * submit; wake by eventfd now too (a spurious wake is harmless). */
+	}
+	write_eventfd(to->wake_fd);
+}

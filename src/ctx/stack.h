@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <ck_stack.h>
 
 struct weft__stack {
 	void  *lo;                  /* lowest usable byte (just above the guard)  */
@@ -25,6 +26,9 @@ struct weft__stack {
 	/* labels for the overflow message; set by the owner of the stack */
 	uint64_t owner_id;
 	const char *owner_name;
+	/* pool internals */
+	ck_stack_entry_t link;      /* link in the pool's shared lock-free stack  */
+	bool own_mapping;           /* off-size: unmapped by weft__stack_put      */
 };
 
 struct weft__stack_pool;        /* shared by the workers of one runtime       */
@@ -56,5 +60,12 @@ void weft__stack_thread_exit(void);
 /* The stack now running on this thread (NULL: the thread's own), for the
  * overflow handler. Set by the scheduler at every switch. */
 void weft__stack_set_current(struct weft__stack *s);
+
+/* Tests only: behave as if the kernel lacked MADV_GUARD_INSTALL (mprotect
+ * guards) and as if vm.max_map_count were max_map_count (0: the real one).
+ * Call before any pool exists. */
+void weft__stack_test_force_mprotect(unsigned long max_map_count);
+/* Memory mappings (VMAs) created by stacks with mprotect guards, process-wide. */
+unsigned long weft__stack_mapping_count(void);
 
 #endif /* WEFT_STACK_H */

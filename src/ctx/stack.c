@@ -1,0 +1,617 @@
+/*
+ * Coroutine stacks: mapping, guards, the reuse pool, overflow reports.
+ *
+ * Layout. Stacks of the pool's size are carved out of chunks: one mmap
+ * (MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, never MAP_POPULATE) holding
+ * n × (guard page + stack), so growing by n stacks costs one mmap plus the
+ * guards. Nothing is touched here: a page is committed when the coroutine
+ * first writes it, and once committed it stays so (a stack that comes back
+ * is never MADV_DONTNEED'ed: a first touch costs 1.3-3 µs on these VMs).
+ * Chunks are unmapped only by weft__stack_pool_destroy. Off-size stacks
+ * (weft__stack_get_size) get a mapping of their own, unmapped on put.
+ *
+ * Guards. MADV_GUARD_INSTALL (Linux >= 6.13) turns a page into a guard
+ * without a VMA of its own, so a chunk stays one mapping however many
+ * stacks it holds. It is probed once per process; where it is missing we
+ * mprotect(PROT_NONE) each guard, which splits the chunk into 2 VMAs per
+ * stack. vm.max_map_count (65530 by default) then caps the process: we keep
+ * a process-wide count of the VMAs we made and refuse with -EAGAIN, and one
+ * clear message on stderr, before our stacks take more than 7/8 of it (the
+ * rest is left to the program: malloc arenas, libraries, thread stacks).
+ *
+ * Pool. Who touches what:
+ *   struct weft__stack_cache   owner worker only, no atomics: a short list
+ *                              (WEFT__STACK_CACHE_MAX) in front of the pool.
+ *   struct weft__stack_pool    shared: a ck_stack of free stacks; the chunk
+ *                              list under a mutex (slow path: growth, destroy).
+ * get: cache, else pop a batch from the shared stack, else map a chunk (keep
+ * a batch, push the rest). put: into the cache; a full cache pushes half of
+ * itself to the shared stack. Steady state makes no system call.
+ *
+ * ABA. ck_stack_pop_upmc (plain CAS on head) is only safe when no popped
+ * entry can be pushed back while another thread is between reading head and
+ * head->next -- here a stack is popped and pushed again all the time, so
+ * upmc would be wrong: T1 reads head A and A->next B; T2 pops A and B and
+ * pushes A; T1's CAS(A -> B) succeeds and B is handed out twice. We use
+ * ck_stack_pop_mpmc, which pairs head with a generation counter in one
+ * double-width CAS (cmpxchg16b / ldxp-stxp), so that CAS fails. Reading
+ * A->next of an entry someone else popped meanwhile is harmless (stack
+ * descriptors live until the pool is destroyed; the CAS then fails).
+ * Pushes need no generation (ck_stack_push_mpmc is push_upmc).
+ * Under TSan the shared stack is the same list guarded by a mutex: TSan
+ * cannot see ck's inline-asm atomics and would flag the benign next read.
+ *
+ * Overflow. Each coroutine thread has an alternate signal stack
+ * (weft__stack_thread_init); the SIGSEGV handler, installed once per
+ * process, checks si_addr against the guard of the stack this thread runs
+ * (weft__stack_set_current). A hit prints
+ *   weft: stack overflow in coroutine <id> "<name>" (stack <N> KiB)
+ * with write(2) and aborts; anything else goes to the previous handler as
+ * if we had not been there. -fstack-clash-protection (meson.build) makes
+ * every large frame probe its pages in order, so it lands in the guard
+ * instead of jumping over it.
+ */
+#include "ctx/stack.h"
+#include "weft.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102    /* Linux 6.13; Debian 12's headers lack it */
+#endif
+
+#define WEFT__STACK_CACHE_MAX   16u         /* per worker                     */
+#define WEFT__STACK_BATCH       8u          /* moved between cache and pool   */
+#define WEFT__STACK_CHUNK_BYTES (2u << 20)  /* a chunk maps about this much   */
+#define WEFT__STACK_CHUNK_MAX   64u         /* ... but at most so many stacks */
+#define WEFT__STACK_MAX         ((size_t)1 << 32) /* sanity bound, 4 GiB      */
+
+enum { GUARD_UNKNOWN = 0, GUARD_MADVISE = 1, GUARD_MPROTECT = 2 };
+
+struct chunk {
+	struct chunk *next;
+	void *base;
+	size_t len;
+	unsigned long vmas;       /* counted against max_map_count (mprotect mode) */
+	unsigned n;
+	struct weft__stack s[];
+};
+
+struct weft__stack_pool {
+	/* shared free stack, on its own cache line (hot: every pool get/put) */
+#if defined(WEFT_TSAN)
+	pthread_mutex_t free_lock;
+#endif
+	_Alignas(64) ck_stack_t free;   /* 16-byte aligned for the double CAS */
+	_Alignas(64) pthread_mutex_t chunk_lock;   /* growth and destroy only */
+	struct chunk *chunks;
+	size_t stack_size;        /* usable bytes per stack */
+	size_t stride;            /* guard + stack */
+	unsigned chunk_n;
+};
+
+struct weft__stack_cache {
+	struct weft__stack_pool *pool;
+	struct weft__stack *head; /* linked through weft__stack.next */
+	unsigned n;
+};
+
+/* -------------------------------------------------- process-wide state --- */
+
+/* Probed once. Every thread would compute the same value, so a racing
+ * second probe is harmless; the store is a release (pairs with the acquire
+ * loads of guard_mode) so max_maps, written first, is seen with the mode. */
+static atomic_int guard_mode;
+static unsigned long max_maps;            /* read by the probe (mprotect mode) */
+static size_t page_size;                  /* for the signal handler */
+/* VMAs made by mprotect-guarded stacks, all pools together. Relaxed: a
+ * budget counter, reserved with fetch_add and checked against the limit. */
+static atomic_ulong mapped_vmas;
+static atomic_flag limit_reported = ATOMIC_FLAG_INIT;
+
+static size_t pagesz(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);   /* glibc: a cached value */
+}
+
+static unsigned long read_max_map_count(void)
+{
+	unsigned long v = 65530;  /* the kernel's default */
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+	if (f) {
+		if (fscanf(f, "%lu", &v) != 1)
+			v = 65530;
+		fclose(f);
+	}
+	return v;
+}
+
+static int guard_probe(void)
+{
+	int m = atomic_load_explicit(&guard_mode, memory_order_acquire);
+	if (m != GUARD_UNKNOWN)
+		return m;
+	size_t ps = pagesz();
+	m = GUARD_MPROTECT;
+	void *p = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p != MAP_FAILED) {
+		if (madvise(p, ps, MADV_GUARD_INSTALL) == 0)
+			m = GUARD_MADVISE;
+		munmap(p, 2 * ps);
+	}
+	if (m == GUARD_MPROTECT && !max_maps)
+		max_maps = read_max_map_count();
+	atomic_store_explicit(&guard_mode, m, memory_order_release); /* see guard_mode */
+	return m;
+}
+
+void weft__stack_test_force_mprotect(unsigned long max_map_count)
+{
+	max_maps = max_map_count ? max_map_count : read_max_map_count();
+	atomic_store_explicit(&guard_mode, GUARD_MPROTECT, memory_order_release);
+}
+
+unsigned long weft__stack_mapping_count(void)
+{
+	return atomic_load_explicit(&mapped_vmas, memory_order_relaxed);
+}
+
+/* mprotect mode: may we make `want` more VMAs? Reserves them if so. */
+static bool vma_reserve(unsigned long want)
+{
+	unsigned long budget = max_maps - max_maps / 8;
+	unsigned long cur = atomic_load_explicit(&mapped_vmas, memory_order_relaxed);
+	do {
+		if (cur + want > budget)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&mapped_vmas, &cur, cur + want,
+	                                                memory_order_relaxed,
+	                                                memory_order_relaxed));
+	return true;
+}
+
+static void vma_unreserve(unsigned long n)
+{
+	atomic_fetch_sub_explicit(&mapped_vmas, n, memory_order_relaxed);
+}
+
+static void report_map_limit(void)
+{
+	if (atomic_flag_test_and_set_explicit(&limit_reported, memory_order_relaxed))
+		return;
+	fprintf(stderr,
+		"weft: cannot create more coroutine stacks: this kernel lacks "
+		"MADV_GUARD_INSTALL (Linux >= 6.13), so each stack's guard page costs "
+		"memory mappings, and %lu of vm.max_map_count=%lu are in use by stacks "
+		"(7/8 is weft's share). Raise the limit (sysctl -w vm.max_map_count=N) "
+		"or run fewer coroutines at once. Spawns fail with -EAGAIN meanwhile.\n",
+		weft__stack_mapping_count(), max_maps);
+}
+
+/* Map [guard|stack] × n and install the guards. mprotect mode reserves the
+ * VMAs first. Returns the base or NULL with *err set. */
+static void *map_stacks(size_t stride, unsigned n, unsigned long *vmas, int *err)
+{
+	size_t ps = pagesz(), len = stride * n;
+	int mode = guard_probe();
+	*vmas = 0;
+	if (mode == GUARD_MPROTECT) {
+		*vmas = 2ul * n;
+		if (!vma_reserve(*vmas)) {
+			report_map_limit();
+			*err = -EAGAIN;
+			return NULL;
+		}
+	}
+	void *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED) {
+		*err = errno == ENOMEM ? -ENOMEM : -errno;
+		goto fail;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		char *g = (char *)base + (size_t)i * stride;
+		int r = mode == GUARD_MADVISE ? madvise(g, ps, MADV_GUARD_INSTALL)
+		                              : mprotect(g, ps, PROT_NONE);
+		if (r != 0) {
+			*err = errno == ENOMEM ? -EAGAIN : -errno;
+			if (*err == -EAGAIN)
+				report_map_limit();
+			munmap(base, len);
+			goto fail;
+		}
+	}
+	return base;
+fail:
+	if (*vmas)
+		vma_unreserve(*vmas);
+	*vmas = 0;
+	return NULL;
+}
+
+/* ------------------------------------------------------------ sizes ------- */
+
+int weft__stack_size_check(size_t req, size_t *rounded)
+{
+	size_t ps = pagesz();
+	if (req < WEFT_STACK_MIN || req > WEFT__STACK_MAX)
+		return -EINVAL;
+	*rounded = (req + ps - 1) & ~(ps - 1);
+	return 0;
+}
+
+/* ------------------------------------------------------------- pool ------- */
+
+CK_STACK_CONTAINER(struct weft__stack, link, stack_of_link)
+
+static void shared_push(struct weft__stack_pool *p, struct weft__stack *s)
+{
+#if defined(WEFT_TSAN)
+	pthread_mutex_lock(&p->free_lock);
+	ck_stack_push_spnc(&p->free, &s->link);
+	pthread_mutex_unlock(&p->free_lock);
+#else
+	/* CAS on head; ck fences the store of link.next before it (release). */
+	ck_stack_push_mpmc(&p->free, &s->link);
+#endif
+}
+
+static struct weft__stack *shared_pop(struct weft__stack_pool *p)
+{
+	ck_stack_entry_t *e;
+#if defined(WEFT_TSAN)
+	pthread_mutex_lock(&p->free_lock);
+	e = ck_stack_pop_npsc(&p->free);
+	pthread_mutex_unlock(&p->free_lock);
+#else
+	/* generation-counted double CAS, see "ABA" above; ck orders the load
+	 * of head before the load of head->next (pairs with push's fence). */
+	e = ck_stack_pop_mpmc(&p->free);
+#endif
+	return e ? stack_of_link(e) : NULL;
+}
+
+int weft__stack_pool_create(struct weft__stack_pool **out, size_t stack_size)
+{
+	size_t size;
+	int err = weft__stack_size_check(stack_size, &size);
+	if (err)
+		return err;
+	struct weft__stack_pool *p = aligned_alloc(64, (sizeof *p + 63) & ~(size_t)63);
+	if (!p)
+		return -ENOMEM;
+	memset(p, 0, sizeof *p);
+	ck_stack_init(&p->free);
+#if defined(WEFT_TSAN)
+	pthread_mutex_init(&p->free_lock, NULL);
+#endif
+	pthread_mutex_init(&p->chunk_lock, NULL);
+	p->stack_size = size;
+	p->stride = size + pagesz();
+	size_t n = WEFT__STACK_CHUNK_BYTES / p->stride;
+	p->chunk_n = n < 1 ? 1 : n > WEFT__STACK_CHUNK_MAX ? WEFT__STACK_CHUNK_MAX : (unsigned)n;
+	guard_probe();
+	*out = p;
+	return 0;
+}
+
+void weft__stack_pool_destroy(struct weft__stack_pool *p)
+{
+	if (!p)
+		return;
+	struct chunk *c = p->chunks, *next;
+	for (; c; c = next) {
+		next = c->next;
+		munmap(c->base, c->len);
+		if (c->vmas)
+			vma_unreserve(c->vmas);
+		free(c);
+	}
+	pthread_mutex_destroy(&p->chunk_lock);
+#if defined(WEFT_TSAN)
+	pthread_mutex_destroy(&p->free_lock);
+#endif
+	free(p);
+}
+
+size_t weft__stack_pool_stack_size(const struct weft__stack_pool *p)
+{
+	return p->stack_size;
+}
+
+/* Slow path: map a chunk; its stacks go to the cache (up to a batch) and
+ * the shared stack. Caller: the cache's owner. */
+static int pool_grow(struct weft__stack_cache *c)
+{
+	struct weft__stack_pool *p = c->pool;
+	unsigned n = p->chunk_n;
+	if (guard_probe() == GUARD_MPROTECT) {
+		/* near the mapping limit, take what still fits */
+		unsigned long budget = max_maps - max_maps / 8;
+		unsigned long used = weft__stack_mapping_count();
+		unsigned long left = used < budget ? (budget - used) / 2 : 0;
+		if (left < n)
+			n = left ? (unsigned)left : 1;
+	}
+	struct chunk *ch = malloc(sizeof *ch + n * sizeof ch->s[0]);
+	if (!ch)
+		return -ENOMEM;
+	int err = 0;
+	ch->base = map_stacks(p->stride, n, &ch->vmas, &err);
+	if (!ch->base) {
+		free(ch);
+		return err;
+	}
+	ch->len = p->stride * n;
+	ch->n = n;
+	memset(ch->s, 0, n * sizeof ch->s[0]);
+	for (unsigned i = 0; i < n; i++) {
+		struct weft__stack *s = &ch->s[i];
+		s->lo = (char *)ch->base + (size_t)i * p->stride + pagesz();
+		s->size = p->stack_size;
+		if (i < WEFT__STACK_BATCH) {
+			s->next = c->head;
+			c->head = s;
+			c->n++;
+		} else {
+			shared_push(p, s);
+		}
+	}
+	pthread_mutex_lock(&p->chunk_lock);
+	ch->next = p->chunks;
+	p->chunks = ch;
+	pthread_mutex_unlock(&p->chunk_lock);
+	return 0;
+}
+
+int weft__stack_cache_create(struct weft__stack_cache **out, struct weft__stack_pool *p)
+{
+	struct weft__stack_cache *c = calloc(1, sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	c->pool = p;
+	*out = c;
+	return 0;
+}
+
+void weft__stack_cache_destroy(struct weft__stack_cache *c)
+{
+	if (!c)
+		return;
+	while (c->head) {
+		struct weft__stack *s = c->head;
+		c->head = s->next;
+		shared_push(c->pool, s);
+	}
+	free(c);
+}
+
+int weft__stack_get(struct weft__stack_cache *c, struct weft__stack **out)
+{
+	if (!c->head) {
+		for (unsigned i = 0; i < WEFT__STACK_BATCH; i++) {
+			struct weft__stack *s = shared_pop(c->pool);
+			if (!s)
+				break;
+			s->next = c->head;
+			c->head = s;
+			c->n++;
+		}
+		if (!c->head) {
+			int err = pool_grow(c);
+			if (err)
+				return err;
+		}
+	}
+	struct weft__stack *s = c->head;
+	c->head = s->next;
+	c->n--;
+	s->next = NULL;
+	s->owner_id = 0;
+	s->owner_name = NULL;
+	*out = s;
+	return 0;
+}
+
+int weft__stack_get_size(struct weft__stack_cache *c, size_t size, struct weft__stack **out)
+{
+	size_t rounded;
+	int err = weft__stack_size_check(size, &rounded);
+	if (err)
+		return err;
+	if (rounded == c->pool->stack_size)
+		return weft__stack_get(c, out);
+	struct weft__stack *s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	unsigned long vmas;
+	char *base = map_stacks(rounded + pagesz(), 1, &vmas, &err);
+	if (!base) {
+		free(s);
+		return err;
+	}
+	s->lo = base + pagesz();
+	s->size = rounded;
+	s->own_mapping = true;
+	*out = s;
+	return 0;
+}
+
+void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s)
+{
+	if (s->own_mapping) {
+		munmap((char *)s->lo - pagesz(), s->size + pagesz());
+		if (guard_probe() == GUARD_MPROTECT)
+			vma_unreserve(2);
+		free(s);
+		return;
+	}
+	if (c->n >= WEFT__STACK_CACHE_MAX) {
+		/* full: hand the older half to the other workers */
+		for (unsigned i = 0; i < WEFT__STACK_CACHE_MAX / 2; i++) {
+			struct weft__stack *o = c->head;
+			c->head = o->next;
+			c->n--;
+			shared_push(c->pool, o);
+		}
+	}
+	s->next = c->head;
+	c->head = s;
+	c->n++;
+}
+
+/* --------------------------------------------------------- overflow ------- */
+
+/* initial-exec: read from the signal handler, and written at every switch;
+ * no __tls_get_addr (not async-signal-safe) and no lazy allocation. */
+static __thread struct weft__stack *tls_current __attribute__((tls_model("initial-exec")));
+static __thread void *tls_altstack __attribute__((tls_model("initial-exec")));
+static __thread size_t tls_altstack_len __attribute__((tls_model("initial-exec")));
+
+static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+static struct sigaction old_segv;
+static int handler_err;
+
+void weft__stack_set_current(struct weft__stack *s)
+{
+	tls_current = s;
+}
+
+static size_t fmt_u64(char *buf, uint64_t v)
+{
+	char tmp[24];
+	size_t n = 0, i;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	return n;
+}
+
+static size_t put_str(char *buf, size_t at, size_t cap, const char *s, size_t max)
+{
+	for (size_t i = 0; s[i] && i < max && at < cap; i++)
+		buf[at++] = s[i];
+	return at;
+}
+
+/* Async-signal-safe: formats by hand, one write(2). */
+static void report_overflow(const struct weft__stack *s)
+{
+	char buf[256];
+	size_t n = 0, cap = sizeof buf;
+	n = put_str(buf, n, cap, "weft: stack overflow in coroutine ", 64);
+	n += fmt_u64(buf + n, s->owner_id);
+	const char *name = s->owner_name;
+	if (name && name[0]) {
+		n = put_str(buf, n, cap, " \"", 2);
+		n = put_str(buf, n, cap - 40, name, 64);
+		n = put_str(buf, n, cap, "\"", 1);
+	}
+	n = put_str(buf, n, cap, " (stack ", 16);
+	n += fmt_u64(buf + n, s->size / 1024);
+	n = put_str(buf, n, cap, " KiB)\n", 8);
+	ssize_t r = write(2, buf, n);
+	(void)r;
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uc)
+{
+	const struct weft__stack *s = tls_current;
+	uintptr_t a = (uintptr_t)si->si_addr, lo;
+	if (s && si->si_code > 0) {
+		lo = (uintptr_t)s->lo;
+		if (a < lo && a >= lo - page_size) {
+			report_overflow(s);
+			abort();
+		}
+	}
+	/* Not ours: the previous disposition, unchanged. */
+	if (old_segv.sa_flags & SA_SIGINFO) {
+		old_segv.sa_sigaction(sig, si, uc);
+		return;
+	}
+	if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN) {
+		old_segv.sa_handler(sig);
+		return;
+	}
+	/* Default action (the kernel treats an ignored fault as default too):
+	 * restore it; a real fault re-executes and kills the process with
+	 * SIGSEGV, a sent one is re-raised and delivered when we return. */
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGSEGV, &dfl, NULL);
+	if (si->si_code <= 0)
+		raise(SIGSEGV);
+}
+
+static void install_handler(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_segv;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	page_size = pagesz();     /* before the handler can run */
+	if (sigaction(SIGSEGV, &sa, &old_segv) != 0)
+		handler_err = -errno;
+}
+
+int weft__stack_thread_init(void)
+{
+	pthread_once(&handler_once, install_handler);
+	if (handler_err)
+		return handler_err;
+	if (tls_altstack)
+		return 0;
+
+	/* Keep an alternate stack someone else (ASan, the program) set up, if
+	 * it is big enough for our handler and the one we chain to. */
+	size_t need = 64 * 1024;
+	long min = sysconf(_SC_SIGSTKSZ);
+	if (min > 0 && (size_t)min * 4 > need)
+		need = ((size_t)min * 4 + pagesz() - 1) & ~(pagesz() - 1);
+	stack_t cur;
+	if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_size >= need)
+		return 0;
+
+	size_t len = need + pagesz();
+	char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return -ENOMEM;
+	mprotect(m, pagesz(), PROT_NONE);   /* overflowing the handler faults too */
+	stack_t ss = { .ss_sp = m + pagesz(), .ss_size = need, .ss_flags = 0 };
+	if (sigaltstack(&ss, NULL) != 0) {
+		int err = -errno;
+		munmap(m, len);
+		return err;
+	}
+	tls_altstack = m;
+	tls_altstack_len = len;
+	return 0;
+}
+
+void weft__stack_thread_exit(void)
+{
+	tls_current = NULL;
+	if (!tls_altstack)
+		return;
+	stack_t ss = { .ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE };
+	if (sigaltstack(&ss, NULL) == 0)
+		munmap(tls_altstack, tls_altstack_len);
+	tls_altstack = NULL;
+	tls_altstack_len = 0;
+}

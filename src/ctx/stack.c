@@ -160,6 +160,11 @@ void weft__stack_test_force_mprotect(unsigned long max_map_count)
 	atomic_store_explicit(&guard_mode, GUARD_MPROTECT, memory_order_release);
 }
 
+bool weft__stack_guard_madvise(void)
+{
+	return guard_probe() == GUARD_MADVISE;
+}
+
 unsigned long weft__stack_mapping_count(void)
 {
 	return atomic_load_explicit(&mapped_vmas, memory_order_relaxed);

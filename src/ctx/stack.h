@@ -65,6 +65,8 @@ void weft__stack_set_current(struct weft__stack *s);
  * guards) and as if vm.max_map_count were max_map_count (0: the real one).
  * Call before any pool exists. */
 void weft__stack_test_force_mprotect(unsigned long max_map_count);
+/* true when guards are MADV_GUARD_INSTALL regions (no VMA per stack). */
+bool weft__stack_guard_madvise(void);
 /* Memory mappings (VMAs) created by stacks with mprotect guards, process-wide. */
 unsigned long weft__stack_mapping_count(void);
 

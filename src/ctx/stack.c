@@ -12,7 +12,8 @@
  *
  * Guards. MADV_GUARD_INSTALL (Linux >= 6.13) turns a page into a guard
  * without a VMA of its own, so a chunk stays one mapping however many
- * stacks it holds. It is probed once per process; where it is missing we
+ * stacks it holds. It is probed once per process (and trusted only if a
+ * guarded page really faults); where it is missing we
  * mprotect(PROT_NONE) each guard, which splits the chunk into 2 VMAs per
  * stack. vm.max_map_count (65530 by default) then caps the process: we keep
  * a process-wide count of the VMAs we made and refuse with -EAGAIN, and one
@@ -55,6 +56,7 @@
 #include "weft.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -144,8 +146,16 @@ static int guard_probe(void)
 	void *p = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE,
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p != MAP_FAILED) {
-		if (madvise(p, ps, MADV_GUARD_INSTALL) == 0)
-			m = GUARD_MADVISE;
+		/* Trust the guard only if it faults: write(2) from it must fail
+		 * with EFAULT. An emulator (qemu-user) may accept the advice and
+		 * do nothing, which would leave stacks without guards. */
+		int fds[2];
+		if (madvise(p, ps, MADV_GUARD_INSTALL) == 0 && pipe2(fds, O_CLOEXEC) == 0) {
+			if (write(fds[1], p, 1) < 0 && errno == EFAULT)
+				m = GUARD_MADVISE;
+			close(fds[0]);
+			close(fds[1]);
+		}
 		munmap(p, 2 * ps);
 	}
 	if (m == GUARD_MPROTECT && !max_maps)

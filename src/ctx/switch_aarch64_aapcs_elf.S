@@ -131,9 +131,10 @@ weft__ctx_switch:
 	.hidden	weft__ctx_trampoline
 	.type	weft__ctx_trampoline, %function
 	.p2align 4
-weft__ctx_trampoline:
 	.cfi_startproc
 	.cfi_undefined x30			/* outermost frame: unwinding stops here */
+	nop	/* unwinders look up pc-1 for a caller frame: keep it in this FDE */
+weft__ctx_trampoline:
 	mov	x1, x20
 	blr	x19
 	bl	weft__ctx_entry_returned

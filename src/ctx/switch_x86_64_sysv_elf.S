@@ -146,9 +146,10 @@ weft__ctx_switch:
 	.hidden	weft__ctx_trampoline
 	.type	weft__ctx_trampoline, @function
 	.p2align 4
-weft__ctx_trampoline:
 	.cfi_startproc
 	.cfi_undefined %rip			/* outermost frame: unwinding stops here */
+	nop	/* unwinders look up pc-1 for a caller frame: keep it in this FDE */
+weft__ctx_trampoline:
 	endbr64
 	movq	%rax, %rdi
 	movq	%rbx, %rsi

@@ -1,0 +1,39 @@
+/*
+ * weft-bench: shared declarations of the scheduler benchmarks.
+ *
+ * Every benchmark follows ../shared/BENCH.md exactly (same counts as the peer
+ * programs in bench/peers/), runs once per process, cold, and prints one line
+ *   name=<bench> impl=weft workers=<n> value=<number> unit=<unit>
+ * A wrong result (skynet sum, fib value, ring winner ...) is a failure: the
+ * program says so on stderr and exits 1, so bench/run never reports the time
+ * of a broken run.
+ */
+#ifndef WEFT_BENCH_H
+#define WEFT_BENCH_H
+
+#include <stdint.h>
+#include <weft.h>
+
+/* One benchmark: run with `workers` workers, return 0 and set *value, or a
+ * negative errno / 1 on failure (message already printed). */
+struct bench_def {
+	const char *name;
+	const char *unit;
+	int single;          /* 1: one worker by default (switch, yield) */
+	int (*run)(unsigned workers, double *value);
+};
+
+/* Creates a runtime of `workers` workers, runs fn(arg) as its main coroutine,
+ * destroys the runtime. Returns 0 or -errno (printed). */
+int bench_rt_run(unsigned workers, weft_fn fn, void *arg);
+
+/* Print a failure and return 1 (for `return bench_fail(...)`). */
+int bench_fail(const char *bench, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#if defined(WEFT_BENCH_HAVE_CHAN)
+int bench_pingpong(unsigned workers, double *value);
+int bench_ring(unsigned workers, double *value);
+#endif
+
+#endif /* WEFT_BENCH_H */

@@ -1,6 +1,109 @@
-/* weft/chan.h: included by weft.h; do not include directly. */
+/* weft/chan.h: included by weft.h; do not include directly.
+ *
+ * Channels: typed-by-size FIFO queues between coroutines (and plain threads),
+ * Go's semantics. Capacity 0 is a rendezvous: a send completes only when a
+ * receiver takes the value (copied straight from the sender's buffer into the
+ * receiver's). Any number of senders and receivers; waiters are served FIFO.
+ *
+ * Coroutines park; plain threads outside the runtime (weft_self() == NULL)
+ * block the thread in the same queues, so a thread can feed a runtime. Plain
+ * threads cannot be cancelled. All functions are thread-safe.
+ */
 #ifndef WEFT_CHAN_H
 #define WEFT_CHAN_H
 #include "../weft.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_chan weft_chan;
+
+/**
+ * Create a channel of elements of elem_size bytes (1..65536) with room for
+ * capacity elements (0: unbuffered). Does not block; any thread.
+ * Returns 0, -EINVAL or -ENOMEM.
+ */
+WEFT_API int weft_chan_create(weft_chan **ch, size_t elem_size, size_t capacity);
+
+/**
+ * Free ch. Nobody may be blocked on it or use it afterwards (close it and let
+ * the users finish first). Does not block; any thread.
+ */
+WEFT_API void weft_chan_destroy(weft_chan *ch);
+
+/**
+ * Close ch: every blocked sender and every later send fails with -EPIPE (the
+ * value is not delivered); receivers first drain the buffered values, then
+ * get -EPIPE. Does not block; any thread. Returns 0, or -EPIPE when ch was
+ * already closed.
+ */
+WEFT_API int weft_chan_close(weft_chan *ch);
+
+/**
+ * Send the elem_size bytes at elem. Blocks (parks a coroutine, blocks a plain
+ * thread) until a receiver takes the value (unbuffered) or there is room in
+ * the buffer. Returns 0, -EPIPE (closed, before or while waiting),
+ * -ECANCELED (the calling coroutine was cancelled; nothing was sent).
+ */
+WEFT_API int weft_chan_send(weft_chan *ch, const void *elem);
+
+/**
+ * Receive one value into elem (elem_size bytes). Blocks until a value is
+ * there. Returns 0, -EPIPE (closed and drained), -ECANCELED (nothing was
+ * received).
+ */
+WEFT_API int weft_chan_recv(weft_chan *ch, void *elem);
+
+/** Like weft_chan_send/recv, never blocking: -EAGAIN instead. */
+WEFT_API int weft_chan_try_send(weft_chan *ch, const void *elem);
+WEFT_API int weft_chan_try_recv(weft_chan *ch, void *elem);
+
+/** Like weft_chan_send/recv, giving up after timeout_ns nanoseconds with
+ *  -ETIMEDOUT (the value was then neither sent nor received). */
+WEFT_API int weft_chan_send_timeout(weft_chan *ch, const void *elem, uint64_t timeout_ns);
+WEFT_API int weft_chan_recv_timeout(weft_chan *ch, void *elem, uint64_t timeout_ns);
+
+/** Values buffered now, and the capacity. A snapshot; any thread. */
+WEFT_API size_t weft_chan_len(weft_chan *ch);
+WEFT_API size_t weft_chan_cap(const weft_chan *ch);
+
+/* ------------------------------------------------------------- select --- */
+
+enum weft_select_op {
+	WEFT_SELECT_SEND = 1,
+	WEFT_SELECT_RECV = 2,
+};
+
+/** One case of weft_select. chan NULL: the case is ignored (Go's nil channel). */
+struct weft_select_case {
+	weft_chan *chan;
+	int op;             /* WEFT_SELECT_SEND or WEFT_SELECT_RECV          */
+	void *elem;         /* send: the value; recv: where the value goes   */
+	int result;         /* out, chosen case only: 0, or -EPIPE (closed)  */
+};
+
+/** weft_select timeouts: wait forever, or do not wait at all (Go's default). */
+#define WEFT_SELECT_FOREVER  (-1)
+#define WEFT_SELECT_NOWAIT   0
+
+/**
+ * Complete exactly one of the n cases: the first that can proceed; when
+ * several can, one chosen uniformly at random (fair). A closed channel makes
+ * its case ready with result -EPIPE (a send case sends nothing then).
+ * timeout_ns: WEFT_SELECT_FOREVER, WEFT_SELECT_NOWAIT (never blocks), or a
+ * positive number of nanoseconds. Blocks otherwise (parks / blocks a plain
+ * thread); the same channel may appear in several cases.
+ * With no usable case (n == 0, all chans NULL) it only waits for its timeout
+ * or a cancel, like Go's empty select. Returns the index of the case
+ * completed (its .result says how), -EAGAIN (NOWAIT and nothing ready),
+ * -ETIMEDOUT, -ECANCELED, -EINVAL (bad op or timeout) or -ENOMEM (more than
+ * 8 cases need a malloc).
+ */
+WEFT_API int weft_select(struct weft_select_case *cases, size_t n, int64_t timeout_ns);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* WEFT_CHAN_H */

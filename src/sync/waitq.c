@@ -1,0 +1,138 @@
+/*
+ * src/sync/waitq.c: parkers for coroutines and plain threads (protocol in
+ * waitq.h). Coroutines go through the park/wake contract of src/sched/wait.h;
+ * plain threads sleep on a futex word in their parker.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include "sync/waitq.h"
+
+void weft__spin_unlock_cb(void *arg)
+{
+	weft__spin_unlock(arg);
+}
+
+int weft__sp_begin(struct weft__parker *p, uint64_t deadline)
+{
+	p->deadline = deadline;
+	p->selected = -1;
+	p->reason = 0;
+	if (weft_self()) {
+		p->thread = false;
+		return weft__wait_begin(&p->w, deadline, WEFT__WAIT_CANCELLABLE);
+	}
+	p->thread = true;
+	/* relaxed: nobody can see the parker before it is queued under a spin. */
+	atomic_store_explicit(&p->tstate, 0, memory_order_relaxed);
+	if (deadline && weft_now() >= deadline)
+		return -ETIMEDOUT;
+	return 0;
+}
+
+static void futex_wait_abs(_Atomic uint32_t *word, uint32_t val, uint64_t deadline)
+{
+	struct timespec ts, *tsp = NULL;
+	if (deadline && deadline != UINT64_MAX) {
+		ts.tv_sec = (time_t)(deadline / 1000000000u);
+		ts.tv_nsec = (long)(deadline % 1000000000u);
+		tsp = &ts;
+	}
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, the clock
+	 * of weft_now(). EINTR, EAGAIN and ETIMEDOUT all just send the caller
+	 * back to its loop, which re-reads the word and the clock. */
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET_PRIVATE, val, tsp,
+	        NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+static int thread_park(struct weft__parker *p, void (*unlock)(void *), void *arg)
+{
+	if (unlock)
+		unlock(arg);
+	for (;;) {
+		/* acquire: pairs with the release store of 2 in weft__sp_wake, so
+		 * the reason and any handed-over data are visible. */
+		uint32_t s = atomic_load_explicit(&p->tstate, memory_order_acquire);
+		if (s == 2)
+			return p->reason;
+		if (s == 0 && p->deadline && weft_now() >= p->deadline) {
+			uint32_t exp = 0;
+			/* relaxed: claiming ourselves publishes nothing; a waker
+			 * that loses this race never touches the parker again. */
+			if (atomic_compare_exchange_strong_explicit(&p->tstate, &exp, 1,
+			        memory_order_relaxed, memory_order_relaxed))
+				return -ETIMEDOUT;
+			continue;
+		}
+		/* claimed (1): the winner is about to store 2; wait without a
+		 * deadline, the wake is coming. */
+		futex_wait_abs(&p->tstate, s, s == 0 ? p->deadline : 0);
+	}
+}
+
+int weft__sp_park(struct weft__parker *p, void (*unlock)(void *), void *arg)
+{
+	if (p->thread)
+		return thread_park(p, unlock, arg);
+	return weft__wait_park(&p->w, unlock, arg);
+}
+
+bool weft__sp_claim(struct weft__parker *p)
+{
+	if (!p->thread)
+		return weft__wait_claim(&p->w);
+	uint32_t exp = 0;
+	/* relaxed: exclusivity only; data goes over in weft__sp_wake's release. */
+	return atomic_compare_exchange_strong_explicit(&p->tstate, &exp, 1,
+	        memory_order_relaxed, memory_order_relaxed);
+}
+
+void weft__sp_wake(struct weft__parker *p, int reason)
+{
+	if (!p->thread) {
+		weft__wait_wake(&p->w, reason);
+		return;
+	}
+	p->reason = reason;
+	/* release: pairs with the acquire load in thread_park; publishes the
+	 * reason, p->selected and the data handed over before this call. */
+	atomic_store_explicit(&p->tstate, 2, memory_order_release);
+	syscall(SYS_futex, (uint32_t *)&p->tstate, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+unsigned weft__q_wake_all(struct weft__queue *q, int reason)
+{
+	unsigned n = 0;
+	struct weft__node *nd;
+	while ((nd = weft__q_pop_claimed(q))) {
+		nd->p->selected = nd->idx;
+		weft__sp_wake(nd->p, reason);
+		n++;
+	}
+	return n;
+}
+
+int weft__q_wait(weft__spin *l, struct weft__queue *q, uint64_t deadline,
+                 void *elem, int idx)
+{
+	struct weft__parker p;
+	int err = weft__sp_begin(&p, deadline);
+	if (err) {
+		weft__spin_unlock(l);
+		return err;
+	}
+	struct weft__node n = { .p = &p, .elem = elem, .idx = idx };
+	weft__q_push(q, &n);
+	int r = weft__sp_park(&p, weft__spin_unlock_cb, l);
+	if (r != 0) {
+		/* A deadline or a cancel ended the wait, or the waker dequeued
+		 * us with a non-zero reason: drop the node if still queued. */
+		weft__spin_lock(l);
+		weft__q_remove(q, &n);
+		weft__spin_unlock(l);
+	}
+	return r;
+}

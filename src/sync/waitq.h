@@ -1,0 +1,197 @@
+/*
+ * src/sync/waitq.h: what every primitive of src/sync is built from.
+ *
+ * Terms
+ *   spin     a small test-and-test-and-set lock on C11 atomics that protects
+ *            one primitive's state and its queues. C11 atomics rather than
+ *            ck_spinlock because ThreadSanitizer does not see ck_pr's inline
+ *            assembly as synchronisation; rather than pthread_mutex_t because
+ *            it is 1 byte, needs no destroy, is all-zero when unlocked (so the
+ *            public types can be zero-initialised) and critical sections here
+ *            are a few dozen instructions. Workers may be preempted while
+ *            holding one (64 workers on 2 CPUs), so a waiter falls back to
+ *            sched_yield after a short bounded spin.
+ *   parker   one blocking call of one caller: a coroutine (a wait of the
+ *            park/wake contract of src/sched/wait.h) or a plain thread outside
+ *            the runtime (a futex word in the record). Claim and wake behave
+ *            the same for both, so coroutines and threads meet in the same
+ *            queues (a thread can rendezvous with a coroutine on a channel).
+ *   node     one entry of a parker in one queue. A channel select puts one
+ *            node per case into several queues, all pointing to the same
+ *            parker: the first waker to claim the parker wins, the other nodes
+ *            become stale and are dropped by whoever finds them.
+ *
+ * Protocol (both kinds of parker)
+ *   caller, with the spin(s) held:  weft__sp_begin -> enqueue node(s) ->
+ *       weft__sp_park(unlock = release the spins); after it returns with
+ *       anything but a hand-off, take the spins again and remove the nodes
+ *       still queued (a node is never left queued when the call returns, so
+ *       nodes and parkers live on the caller's stack);
+ *   waker, with the spin held: pop nodes until weft__sp_claim succeeds,
+ *       hand over (copy a value, grant ownership), then weft__sp_wake.
+ *   A waker touches a node only while it holds the spin of the queue the node
+ *   is (or was just) in, and the parker only between a successful claim and
+ *   its wake; the caller cannot return before that wake.
+ *
+ * Thread parkers: tstate 0 = waiting, 1 = claimed, 2 = woken (reason valid).
+ * The waker stores 2 with release after writing the reason/selection and the
+ * handed-over data; the thread loads it with acquire. On its deadline the
+ * thread claims itself (CAS 0 -> 1) and returns -ETIMEDOUT; if that CAS loses,
+ * a waker owns the record and the thread waits for 2. Plain threads cannot be
+ * cancelled. The FUTEX_WAKE after the store may hit a record whose thread
+ * already returned: a spurious wake-up of whatever waits there next, which
+ * every futex loop here tolerates.
+ */
+#ifndef WEFT_SYNC_WAITQ_H
+#define WEFT_SYNC_WAITQ_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sched.h>
+#include <ck_pr.h>
+#include "weft.h"
+#include "sched/wait.h"
+
+/* ------------------------------------------------------------------ spin -- */
+
+typedef struct { _Atomic unsigned char held; } weft__spin;
+
+static inline bool weft__spin_try(weft__spin *l)
+{
+	/* acquire: pairs with the release in weft__spin_unlock; what the
+	 * previous holder wrote in its section is visible to us. */
+	return !atomic_exchange_explicit(&l->held, 1, memory_order_acquire);
+}
+
+static inline void weft__spin_lock(weft__spin *l)
+{
+	if (weft__spin_try(l))
+		return;
+	for (unsigned spins = 0;; spins++) {
+		/* relaxed: only a hint that the lock may be free; the exchange in
+		 * weft__spin_try does the synchronisation. */
+		while (atomic_load_explicit(&l->held, memory_order_relaxed)) {
+			if (spins++ < 64)
+				ck_pr_stall();      /* pause: no memory access, TSan-neutral */
+			else
+				sched_yield();      /* the holder is likely preempted */
+		}
+		if (weft__spin_try(l))
+			return;
+	}
+}
+
+static inline void weft__spin_unlock(weft__spin *l)
+{
+	/* release: publishes the critical section to the next acquirer. */
+	atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+
+/* An unlock callback for weft__sp_park: arg is a weft__spin *. */
+void weft__spin_unlock_cb(void *arg);
+
+/* ---------------------------------------------------------------- parker -- */
+
+struct weft__parker {
+	struct weft__waiter w;       /* coroutine parkers: task + wait sequence   */
+	uint64_t deadline;           /* absolute weft_now() ns, 0 = none          */
+	_Atomic uint32_t tstate;     /* thread parkers: 0 waiting, 1 claimed, 2 woken */
+	bool thread;                 /* a plain thread (weft_self() == NULL)      */
+	int reason;                  /* thread parkers: the winner's reason       */
+	int selected;                /* written by the winner before the wake     */
+};
+
+/* Open a blocking call for the caller (coroutine or plain thread); deadline
+ * is absolute (weft_now()), 0 = none. 0, or -ECANCELED / -ETIMEDOUT with
+ * nothing to undo. Call it with the primitive's spin held, before queueing. */
+int  weft__sp_begin(struct weft__parker *p, uint64_t deadline);
+/* Block until claimed and woken; unlock(arg) releases the spins (for a
+ * coroutine after its registers are saved, for a thread at once). Returns
+ * the winner's reason (0 or a primitive-specific value), -ETIMEDOUT or
+ * -ECANCELED. */
+int  weft__sp_park(struct weft__parker *p, void (*unlock)(void *), void *arg);
+/* First caller wins; the winner must call weft__sp_wake. Any thread. */
+bool weft__sp_claim(struct weft__parker *p);
+void weft__sp_wake(struct weft__parker *p, int reason);
+
+/* Relative timeout (ns) to an absolute deadline; never 0 (= none). */
+static inline uint64_t weft__deadline_after(uint64_t ns)
+{
+	uint64_t now = weft_now();
+	uint64_t d = now + ns;
+	return d < now ? UINT64_MAX : (d ? d : 1);
+}
+
+/* ----------------------------------------------------------------- queue -- */
+
+struct weft__node {
+	struct weft__node *next, *prev;
+	struct weft__parker *p;
+	void *elem;                  /* channels: value to send / where to receive */
+	int idx;                     /* select: case index; rwlock: 1 = writer    */
+	bool queued;                 /* under the queue's spin                    */
+};
+
+struct weft__queue { struct weft__node *head, *tail; };
+
+/* All queue functions: with the queue's spin held. */
+static inline bool weft__q_empty(const struct weft__queue *q) { return !q->head; }
+
+static inline void weft__q_push(struct weft__queue *q, struct weft__node *n)
+{
+	n->next = NULL;
+	n->prev = q->tail;
+	if (q->tail)
+		q->tail->next = n;
+	else
+		q->head = n;
+	q->tail = n;
+	n->queued = true;
+}
+
+static inline void weft__q_remove(struct weft__queue *q, struct weft__node *n)
+{
+	if (!n->queued)
+		return;
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		q->head = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	else
+		q->tail = n->prev;
+	n->queued = false;
+}
+
+/* Pop nodes from the head until one's parker is claimed; that node (removed)
+ * or NULL. Stale nodes (their wait ended elsewhere) are dropped on the way. */
+static inline struct weft__node *weft__q_pop_claimed(struct weft__queue *q)
+{
+	struct weft__node *n;
+	while ((n = q->head)) {
+		weft__q_remove(q, n);
+		if (weft__sp_claim(n->p))
+			return n;
+	}
+	return NULL;
+}
+
+/* Claim and wake every parker queued in q with reason; returns how many. */
+unsigned weft__q_wake_all(struct weft__queue *q, int reason);
+
+/* Wait on one queue for the common case: with *l held, queue a node for the
+ * caller and park; *l is released whatever happens. On a return other than
+ * 0 the node is removed again (under *l). idx/elem go into the node.
+ * Returns the winner's reason, -ETIMEDOUT, -ECANCELED. */
+int weft__q_wait(weft__spin *l, struct weft__queue *q, uint64_t deadline,
+                 void *elem, int idx);
+
+/* Storage check for public types holding an internal struct. */
+#define WEFT__FITS(pub, priv) \
+	_Static_assert(sizeof(pub) >= sizeof(priv) && \
+	               _Alignof(pub) >= _Alignof(priv), #priv " does not fit " #pub)
+
+#endif /* WEFT_SYNC_WAITQ_H */

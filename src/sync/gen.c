@@ -1,0 +1,281 @@
+/*
+ * src/sync/gen.c: generators, a body on its own stack driven by its caller.
+ *
+ * A generator is two contexts (src/ctx/ctx.h): its body's, made on its own
+ * stack, and its caller's, saved by each resume. resume switches caller ->
+ * body passing `in`; yield switches body -> caller passing `out`; both values
+ * ride the switch itself (weft__ctx_switch's data), so one value costs one
+ * switch each way and nothing else. The first switch into a fresh context
+ * hands its entry function the generator itself; the first `in` waits in
+ * g->first_in.
+ *
+ * States: NEW -> RUNNING <-> SUSPENDED -> ... -> DONE. RUNNING also guards
+ * against a body resuming its own generator (-EBUSY).
+ *
+ * Close of a SUSPENDED generator sets `closing` and resumes it once: its
+ * pending weft_gen_yield returns -ECANCELED and the body is expected to
+ * return (a later yield returns -ECANCELED without switching). Rejected: just
+ * freeing the stack of a suspended body (it would leak whatever the body
+ * holds) and unwinding by longjmp (C has no destructors to run).
+ *
+ * Stacks: mmap'ed with a PROT_NONE guard page below, not from the runtime's
+ * pool (its caches belong to worker threads, and generators work on plain
+ * threads too); stacks of the default size are kept in a small global free
+ * list, since creating a generator should not cost a mapping every time. A
+ * body that overflows hits the guard and dies with SIGSEGV (the runtime's
+ * overflow message names coroutine stacks only).
+ *
+ * Tool builds: the caller's context is adopted at each resume (TSan: the
+ * current fiber; ASan: the bounds of the stack the caller runs on), because
+ * the caller may be a different coroutine or thread from one resume to the
+ * next.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "ctx/ctx.h"
+#include "sync/waitq.h"
+
+#if defined(WEFT_ASAN)
+#include <pthread.h>
+#include "sched/sched.h"          /* the running task's stack bounds */
+#endif
+#if defined(WEFT_TSAN)
+void *__tsan_get_current_fiber(void);
+#endif
+
+enum { GEN_NEW, GEN_RUNNING, GEN_SUSPENDED, GEN_DONE };
+
+struct weft_gen {
+	struct weft__ctx ctx;        /* the body's context                     */
+	struct weft__ctx caller;     /* the resumer's, while the body runs     */
+	weft_gen_fn fn;
+	void *arg;
+	void *first_in;
+	int state;
+	bool closing;
+	void *map;                   /* the mapping: guard page + stack        */
+	size_t map_size;
+#if defined(WEFT_ASAN)
+	struct weft_gen *outer;      /* the generator whose body resumed us    */
+#endif
+};
+
+/* ---------------------------------------------------------------- stacks -- */
+
+#define GEN_CACHE_MAX 32
+
+static weft__spin cache_lock;
+static void *cache[GEN_CACHE_MAX];
+static unsigned ncache;
+
+static size_t page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static int stack_get(size_t size, void **map, size_t *map_size)
+{
+	size_t total = size + page_size();
+	if (size == WEFT_STACK_DEFAULT) {
+		weft__spin_lock(&cache_lock);
+		void *m = ncache ? cache[--ncache] : NULL;
+		weft__spin_unlock(&cache_lock);
+		if (m) {
+			*map = m;
+			*map_size = total;
+			return 0;
+		}
+	}
+	void *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (m == MAP_FAILED)
+		return -ENOMEM;
+	if (mprotect(m, page_size(), PROT_NONE)) {
+		munmap(m, total);
+		return -ENOMEM;
+	}
+	*map = m;
+	*map_size = total;
+	return 0;
+}
+
+static void stack_put(void *map, size_t map_size)
+{
+	if (map_size == WEFT_STACK_DEFAULT + page_size()) {
+		weft__spin_lock(&cache_lock);
+		if (ncache < GEN_CACHE_MAX) {
+			cache[ncache++] = map;
+			map = NULL;
+		}
+		weft__spin_unlock(&cache_lock);
+	}
+	if (map)
+		munmap(map, map_size);
+}
+
+/* ----------------------------------------------------------------- tools -- */
+
+#if defined(WEFT_ASAN)
+/* Not inlined: the TLS address must be computed on the thread running now. */
+static _Thread_local struct weft_gen *tls_gen;
+__attribute__((noinline)) static struct weft_gen **cur_gen(void)
+{
+	__asm__ volatile("" ::: "memory");
+	return &tls_gen;
+}
+#endif
+
+/* Make g->caller describe the context about to switch into g. */
+static void caller_adopt(struct weft_gen *g)
+{
+#if defined(WEFT_TSAN)
+	g->caller.tsan_fiber = __tsan_get_current_fiber();
+	g->caller.tsan_owned = 0;
+#endif
+#if defined(WEFT_ASAN)
+	struct weft_gen *outer = *cur_gen();
+	struct weft_task *t = weft_self();
+	g->caller.fake_stack = NULL;
+	if (outer) {
+		g->caller.stack_lo = outer->ctx.stack_lo;
+		g->caller.stack_size = outer->ctx.stack_size;
+	} else if (t) {
+		g->caller.stack_lo = t->ctx.stack_lo;
+		g->caller.stack_size = t->ctx.stack_size;
+	} else {
+		pthread_attr_t a;
+		g->caller.stack_lo = NULL;
+		g->caller.stack_size = 0;
+		if (pthread_getattr_np(pthread_self(), &a) == 0) {
+			void *lo;
+			size_t sz;
+			if (pthread_attr_getstack(&a, &lo, &sz) == 0) {
+				g->caller.stack_lo = lo;
+				g->caller.stack_size = sz;
+			}
+			pthread_attr_destroy(&a);
+		}
+	}
+	g->outer = outer;
+	*cur_gen() = g;
+#else
+	(void)g;
+#endif
+}
+
+static void caller_back(struct weft_gen *g)
+{
+#if defined(WEFT_ASAN)
+	*cur_gen() = g->outer;
+#else
+	(void)g;
+#endif
+}
+
+/* ------------------------------------------------------------------ body -- */
+
+static _Noreturn void gen_entry(void *data)
+{
+	struct weft_gen *g = data;
+	void *ret = g->fn(g, g->arg, g->first_in);
+	g->state = GEN_DONE;
+	weft__ctx_exit(&g->ctx, &g->caller, ret);
+}
+
+WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg, size_t stack_size)
+{
+	if (!out || !fn)
+		return -EINVAL;
+	if (stack_size == 0)
+		stack_size = WEFT_STACK_DEFAULT;
+	if (stack_size < WEFT_STACK_MIN || stack_size > ((size_t)1 << 40))
+		return -EINVAL;
+	size_t ps = page_size();
+	stack_size = (stack_size + ps - 1) & ~(ps - 1);
+	struct weft_gen *g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	int err = stack_get(stack_size, &g->map, &g->map_size);
+	if (err) {
+		free(g);
+		return err;
+	}
+	g->fn = fn;
+	g->arg = arg;
+	g->state = GEN_NEW;
+	weft__ctx_make(&g->ctx, (char *)g->map + ps, stack_size, gen_entry);
+	*out = g;
+	return 0;
+}
+
+WEFT_API int weft_gen_resume(weft_gen *g, void *in, void **out)
+{
+	void *data = in;
+	switch (g->state) {
+	case GEN_DONE:
+		return -EPIPE;
+	case GEN_RUNNING:
+		return -EBUSY;
+	case GEN_NEW:
+		g->first_in = in;
+		data = g;
+		break;
+	default:
+		break;
+	}
+	g->state = GEN_RUNNING;
+	caller_adopt(g);
+	void *v = weft__ctx_switch(&g->caller, &g->ctx, data);
+	caller_back(g);
+	if (out)
+		*out = v;
+	if (g->state == GEN_DONE)
+		return WEFT_GEN_DONE;
+	g->state = GEN_SUSPENDED;
+	return WEFT_GEN_YIELDED;
+}
+
+WEFT_API int weft_gen_yield(weft_gen *g, void *out, void **in)
+{
+	if (g->closing)
+		return -ECANCELED;
+	void *v = weft__ctx_switch(&g->ctx, &g->caller, out);
+	if (g->closing)
+		return -ECANCELED;
+	if (in)
+		*in = v;
+	return 0;
+}
+
+WEFT_API bool weft_gen_done(const weft_gen *g)
+{
+	return g->state == GEN_DONE;
+}
+
+WEFT_API int weft_gen_close(weft_gen *g)
+{
+	if (!g)
+		return 0;
+	if (g->state == GEN_RUNNING)
+		return -EBUSY;
+	if (g->state == GEN_SUSPENDED) {
+		g->closing = true;
+		int r = weft_gen_resume(g, NULL, NULL);
+		if (r != WEFT_GEN_DONE) {
+			/* The body yielded instead of returning although every yield
+			 * now fails: it ignores the protocol; its stack is abandoned. */
+			static const char msg[] =
+				"weft: weft_gen_close: generator body yielded after -ECANCELED\n";
+			ssize_t w = write(2, msg, sizeof msg - 1);
+			(void)w;
+			abort();
+		}
+	}
+	weft__ctx_release(&g->ctx);
+	stack_put(g->map, g->map_size);
+	free(g);
+	return 0;
+}

@@ -1,0 +1,265 @@
+/*
+ * Generators: a million values out, values in (send), return value, close
+ * of a suspended body (it unwinds), close of a body never started, misuse
+ * errors, nesting, and use from a plain thread as well as from coroutines
+ * on several workers.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "weft.h"
+
+static _Atomic unsigned failures;
+static _Atomic int first_fail_line;
+
+#define CHECK(c) do { if (!(c)) { \
+	int z_ = 0; atomic_compare_exchange_strong(&first_fail_line, &z_, __LINE__); \
+	atomic_fetch_add(&failures, 1); } } while (0)
+
+static void run(unsigned workers, weft_fn fn, void *arg)
+{
+	atomic_store(&failures, 0);
+	atomic_store(&first_fail_line, 0);
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = workers };
+	int err = weft_rt_create(&rt, &cfg);
+	cr_assert_eq(err, 0, "weft_rt_create: %s", weft_strerror(err));
+	cr_assert_eq(weft_rt_run(rt, fn, arg, NULL), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	cr_assert_eq(atomic_load(&failures), 0, "%u check(s) failed, first at line %d",
+	             atomic_load(&failures), atomic_load(&first_fail_line));
+}
+
+/* ----------------------------------------------------------- counting --- */
+
+static void *count_body(weft_gen *g, void *arg, void *in)
+{
+	uintptr_t n = (uintptr_t)arg;
+	for (uintptr_t i = 0; i < n; i++)
+		if (weft_gen_yield(g, (void *)i, NULL) != 0)
+			return (void *)UINTPTR_MAX;
+	return (void *)(uintptr_t)0xd0e;
+}
+
+static void *million(void *arg)
+{
+	weft_gen *g;
+	CHECK(weft_gen_create(&g, count_body, (void *)(uintptr_t)1000000, 0) == 0);
+	uintptr_t expect = 0;
+	uint64_t sum = 0;
+	void *out;
+	int r;
+	while ((r = weft_gen_resume(g, NULL, &out)) == WEFT_GEN_YIELDED) {
+		if ((uintptr_t)out != expect)
+			CHECK((uintptr_t)out == expect);
+		sum += (uintptr_t)out;
+		expect++;
+	}
+	CHECK(r == WEFT_GEN_DONE);
+	CHECK(out == (void *)(uintptr_t)0xd0e);
+	CHECK(expect == 1000000);
+	CHECK(sum == 999999ull * 1000000 / 2);
+	CHECK(weft_gen_done(g));
+	CHECK(weft_gen_resume(g, NULL, &out) == -EPIPE);
+	CHECK(weft_gen_close(g) == 0);
+	return NULL;
+}
+
+Test(gen, million_values_in_a_coroutine)
+{
+	run(1, million, NULL);
+}
+
+Test(gen, million_values_on_a_plain_thread)
+{
+	atomic_store(&failures, 0);
+	million(NULL);
+	cr_assert_eq(atomic_load(&failures), 0, "first failure at line %d",
+	             atomic_load(&first_fail_line));
+}
+
+/* --------------------------------------------------------- two-way send -- */
+
+/* A running sum: each resume sends a number in, each yield hands the sum out. */
+static void *acc_body(weft_gen *g, void *arg, void *in)
+{
+	intptr_t total = (intptr_t)in;
+	for (;;) {
+		void *next;
+		if (weft_gen_yield(g, (void *)total, &next) != 0)
+			break;
+		if (next == NULL)
+			return (void *)(-total);
+		total += (intptr_t)next;
+	}
+	return NULL;
+}
+
+static void *send_main(void *arg)
+{
+	weft_gen *g;
+	CHECK(weft_gen_create(&g, acc_body, NULL, 16 * 1024) == 0);
+	void *out;
+	CHECK(weft_gen_resume(g, (void *)5, &out) == WEFT_GEN_YIELDED && out == (void *)5);
+	intptr_t expect = 5;
+	for (intptr_t i = 1; i <= 1000; i++) {
+		expect += i;
+		CHECK(weft_gen_resume(g, (void *)i, &out) == WEFT_GEN_YIELDED);
+		CHECK((intptr_t)out == expect);
+		if ((i & 63) == 0)
+			weft_yield();            /* the caller may migrate between resumes */
+	}
+	CHECK(weft_gen_resume(g, NULL, &out) == WEFT_GEN_DONE);
+	CHECK((intptr_t)out == -expect);
+	CHECK(weft_gen_close(g) == 0);
+	return NULL;
+}
+
+static void *send_many(void *arg)
+{
+	weft_task *t[16];
+	for (int i = 0; i < 16; i++)
+		CHECK(weft_spawn(&t[i], send_main, NULL) == 0);
+	for (int i = 0; i < 16; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	return NULL;
+}
+
+Test(gen, values_both_ways)
+{
+	run(4, send_many, NULL);
+}
+
+/* ----------------------------------------------------------------- close -- */
+
+struct resource { int opened, closed; int yield_result; };
+
+static void *owning_body(weft_gen *g, void *arg, void *in)
+{
+	struct resource *res = arg;
+	res->opened = 1;
+	int r;
+	for (;;) {
+		r = weft_gen_yield(g, NULL, NULL);
+		if (r != 0)
+			break;
+	}
+	res->yield_result = r;
+	/* every later yield fails at once, without switching */
+	if (weft_gen_yield(g, NULL, NULL) != -ECANCELED)
+		res->yield_result = 1;
+	res->closed = 1;                 /* the body's cleanup ran */
+	return NULL;
+}
+
+Test(gen, close_unwinds_a_suspended_body)
+{
+	struct resource res = { 0 };
+	weft_gen *g;
+	cr_assert_eq(weft_gen_create(&g, owning_body, &res, 0), 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(weft_gen_resume(g, NULL, NULL), WEFT_GEN_YIELDED);
+	cr_assert_eq(res.opened, 1);
+	cr_assert_eq(res.closed, 0);
+	cr_assert_eq(weft_gen_close(g), 0);
+	cr_assert_eq(res.closed, 1);
+	cr_assert_eq(res.yield_result, -ECANCELED);
+}
+
+Test(gen, close_never_started_does_not_run)
+{
+	struct resource res = { 0 };
+	weft_gen *g;
+	cr_assert_eq(weft_gen_create(&g, owning_body, &res, 0), 0);
+	cr_assert_eq(weft_gen_close(g), 0);
+	cr_assert_eq(res.opened, 0);
+	cr_assert_eq(weft_gen_close(NULL), 0);
+}
+
+/* ---------------------------------------------------------------- misuse -- */
+
+static void *self_resume_body(weft_gen *g, void *arg, void *in)
+{
+	int *r = arg;
+	r[0] = weft_gen_resume(g, NULL, NULL);
+	r[1] = weft_gen_close(g);
+	return NULL;
+}
+
+Test(gen, misuse_errors)
+{
+	weft_gen *g;
+	cr_assert_eq(weft_gen_create(&g, NULL, NULL, 0), -EINVAL);
+	cr_assert_eq(weft_gen_create(&g, count_body, NULL, 1024), -EINVAL);
+	int r[2] = { 0, 0 };
+	cr_assert_eq(weft_gen_create(&g, self_resume_body, r, 0), 0);
+	cr_assert_eq(weft_gen_resume(g, NULL, NULL), WEFT_GEN_DONE);
+	cr_assert_eq(r[0], -EBUSY);
+	cr_assert_eq(r[1], -EBUSY);
+	cr_assert_eq(weft_gen_resume(g, NULL, NULL), -EPIPE);
+	cr_assert_eq(weft_gen_close(g), 0);
+}
+
+/* --------------------------------------------------------------- nesting -- */
+
+/* The outer generator yields the squares of what an inner one yields. */
+static void *outer_body(weft_gen *g, void *arg, void *in)
+{
+	weft_gen *inner;
+	if (weft_gen_create(&inner, count_body, (void *)(uintptr_t)100, 0) != 0)
+		return (void *)1;
+	void *v;
+	while (weft_gen_resume(inner, NULL, &v) == WEFT_GEN_YIELDED) {
+		uintptr_t x = (uintptr_t)v;
+		if (weft_gen_yield(g, (void *)(x * x), NULL) != 0)
+			break;
+	}
+	weft_gen_close(inner);
+	return NULL;
+}
+
+static void *nested_main(void *arg)
+{
+	weft_gen *g;
+	CHECK(weft_gen_create(&g, outer_body, NULL, 0) == 0);
+	void *v;
+	uintptr_t i = 0;
+	while (weft_gen_resume(g, NULL, &v) == WEFT_GEN_YIELDED) {
+		CHECK((uintptr_t)v == i * i);
+		i++;
+	}
+	CHECK(i == 100);
+	CHECK(v == NULL);
+	CHECK(weft_gen_close(g) == 0);
+	/* close an outer generator suspended while its inner one is live */
+	CHECK(weft_gen_create(&g, outer_body, NULL, 0) == 0);
+	CHECK(weft_gen_resume(g, NULL, &v) == WEFT_GEN_YIELDED);
+	CHECK(weft_gen_close(g) == 0);
+	return NULL;
+}
+
+Test(gen, nested_generators)
+{
+	run(2, nested_main, NULL);
+}
+
+/* Many generators created and closed: stacks are reused, nothing leaks. */
+static void *churn_main(void *arg)
+{
+	for (int i = 0; i < 2000; i++) {
+		weft_gen *g;
+		CHECK(weft_gen_create(&g, count_body, (void *)(uintptr_t)3, 0) == 0);
+		void *v;
+		CHECK(weft_gen_resume(g, NULL, &v) == WEFT_GEN_YIELDED);
+		CHECK(weft_gen_close(g) == 0);
+	}
+	return NULL;
+}
+
+Test(gen, create_close_churn)
+{
+	run(4, churn_main, NULL);
+}

@@ -1,0 +1,786 @@
+/*
+ * Sync primitives that park coroutines: mutex (counter, FIFO hand-off,
+ * timeouts), rwlock, condition variable, semaphore, wait group, once,
+ * barrier, plain threads mixed with coroutines, task groups, and a
+ * cancellation storm over every kind of wait.
+ *
+ * Checks inside coroutines count failures (CHECK); the test's main thread
+ * asserts the count is zero (Criterion's fatal asserts must not longjmp on a
+ * worker thread).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weft.h"
+#include "sched/wait.h"     /* weft__cancel_shield_push/pop */
+
+static _Atomic unsigned failures;
+static _Atomic int first_fail_line;
+
+#define CHECK(c) do { if (!(c)) { \
+	int z_ = 0; atomic_compare_exchange_strong(&first_fail_line, &z_, __LINE__); \
+	atomic_fetch_add(&failures, 1); } } while (0)
+
+static void run(unsigned workers, weft_fn fn, void *arg)
+{
+	atomic_store(&failures, 0);
+	atomic_store(&first_fail_line, 0);
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = workers, .stack_size = 16 * 1024 };
+	int err = weft_rt_create(&rt, &cfg);
+	cr_assert_eq(err, 0, "weft_rt_create: %s", weft_strerror(err));
+	cr_assert_eq(weft_rt_run(rt, fn, arg, NULL), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	cr_assert_eq(atomic_load(&failures), 0, "%u check(s) failed, first at line %d",
+	             atomic_load(&failures), atomic_load(&first_fail_line));
+}
+
+/* ------------------------------------------------------------------ mutex -- */
+
+static weft_mutex mtx = WEFT_MUTEX_INIT;
+static long counter;
+static _Atomic int inside;
+
+static void *counter_body(void *arg)
+{
+	for (int i = 0; i < 100; i++) {
+		CHECK(weft_mutex_lock(&mtx) == 0);
+		CHECK(atomic_fetch_add(&inside, 1) == 0);
+		long c = counter;
+		if ((i & 7) == 0)
+			weft_yield();            /* hold it across a switch */
+		counter = c + 1;
+		atomic_fetch_sub(&inside, 1);
+		CHECK(weft_mutex_unlock(&mtx) == 0);
+	}
+	return NULL;
+}
+
+static void *counter_main(void *arg)
+{
+	enum { N = 1000 };
+	weft_task **t = malloc(N * sizeof(*t));
+	for (int i = 0; i < N; i++)
+		CHECK(weft_spawn(&t[i], counter_body, NULL) == 0);
+	for (int i = 0; i < N; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	free(t);
+	CHECK(counter == N * 100);
+	CHECK(weft_mutex_trylock(&mtx) == 0);
+	CHECK(weft_mutex_unlock(&mtx) == 0);
+	CHECK(weft_mutex_unlock(&mtx) == -EPERM);
+	return NULL;
+}
+
+Test(sync, mutex_counter_1000_coroutines_4_workers)
+{
+	weft_mutex_init(&mtx);
+	counter = 0;
+	run(4, counter_main, NULL);
+}
+
+/* On one worker, children run at once when spawned (child-first) and queue
+ * on the mutex in spawn order: unlock must hand it over in that order. */
+static int order[16];
+static _Atomic int norder;
+
+static void *fifo_body(void *arg)
+{
+	CHECK(weft_mutex_lock(&mtx) == 0);
+	order[atomic_fetch_add(&norder, 1)] = (int)(intptr_t)arg;
+	CHECK(weft_mutex_unlock(&mtx) == 0);
+	return NULL;
+}
+
+static void *fifo_main(void *arg)
+{
+	weft_task *t[16];
+	CHECK(weft_mutex_lock(&mtx) == 0);
+	for (int i = 0; i < 16; i++) {
+		CHECK(weft_spawn(&t[i], fifo_body, (void *)(intptr_t)i) == 0);
+		weft_yield();                /* let it reach the mutex queue */
+	}
+	/* a newcomer's trylock must not barge past the queue... */
+	CHECK(weft_mutex_unlock(&mtx) == 0);
+	CHECK(weft_mutex_trylock(&mtx) == -EBUSY);   /* handed to waiter 0 */
+	for (int i = 0; i < 16; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	for (int i = 0; i < 16; i++)
+		CHECK(order[i] == i);
+	return NULL;
+}
+
+Test(sync, mutex_fifo_hand_off)
+{
+	weft_mutex_init(&mtx);
+	atomic_store(&norder, 0);
+	run(1, fifo_main, NULL);
+}
+
+static void *mutex_timeout_body(void *arg)
+{
+	uint64_t t0 = weft_now();
+	int r = weft_mutex_lock_timeout(&mtx, 10000000);
+	CHECK(weft_now() - t0 >= 10000000);
+	return (void *)(intptr_t)r;
+}
+
+static void *mutex_timeout_main(void *arg)
+{
+	CHECK(weft_mutex_lock(&mtx) == 0);
+	weft_task *t;
+	CHECK(weft_spawn(&t, mutex_timeout_body, NULL) == 0);
+	void *r;
+	CHECK(weft_join(t, &r) == 0);
+	CHECK((intptr_t)r == -ETIMEDOUT);
+	/* the timed-out waiter is gone: unlock leaves the mutex free */
+	CHECK(weft_mutex_unlock(&mtx) == 0);
+	CHECK(weft_mutex_trylock(&mtx) == 0);
+	CHECK(weft_mutex_unlock(&mtx) == 0);
+	return NULL;
+}
+
+Test(sync, mutex_timeout)
+{
+	weft_mutex_init(&mtx);
+	run(2, mutex_timeout_main, NULL);
+}
+
+/* A plain thread and coroutines share one mutex. */
+static void *thread_incr(void *arg)
+{
+	for (int i = 0; i < 20000; i++) {
+		if (weft_mutex_lock(&mtx))
+			return (void *)1;
+		counter++;
+		weft_mutex_unlock(&mtx);
+	}
+	return NULL;
+}
+
+static void *co_incr(void *arg)
+{
+	for (int i = 0; i < 20000; i++) {
+		CHECK(weft_mutex_lock(&mtx) == 0);
+		counter++;
+		CHECK(weft_mutex_unlock(&mtx) == 0);
+	}
+	return NULL;
+}
+
+static void *mixed_main(void *arg)
+{
+	weft_task *t[4];
+	for (int i = 0; i < 4; i++)
+		CHECK(weft_spawn(&t[i], co_incr, NULL) == 0);
+	for (int i = 0; i < 4; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	return NULL;
+}
+
+Test(sync, mutex_shared_by_threads_and_coroutines)
+{
+	weft_mutex_init(&mtx);
+	counter = 0;
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, thread_incr, NULL), 0);
+	run(2, mixed_main, NULL);
+	for (int i = 0; i < 2; i++) {
+		void *r;
+		pthread_join(th[i], &r);
+		cr_assert_null(r);
+	}
+	cr_assert_eq(counter, 6 * 20000);
+}
+
+/* ----------------------------------------------------------------- rwlock -- */
+
+static weft_rwlock rw = WEFT_RWLOCK_INIT;
+static _Atomic int readers_in, writers_in;
+static _Atomic int max_readers;
+
+static void *rw_body(void *arg)
+{
+	unsigned id = (unsigned)(uintptr_t)arg;
+	for (int i = 0; i < 50; i++) {
+		if ((id + i) % 5 == 0) {
+			CHECK(weft_rwlock_wrlock(&rw) == 0);
+			CHECK(atomic_fetch_add(&writers_in, 1) == 0);
+			CHECK(atomic_load(&readers_in) == 0);
+			weft_yield();
+			atomic_fetch_sub(&writers_in, 1);
+		} else {
+			CHECK(weft_rwlock_rdlock(&rw) == 0);
+			int r = atomic_fetch_add(&readers_in, 1) + 1;
+			int m = atomic_load(&max_readers);
+			while (r > m && !atomic_compare_exchange_weak(&max_readers, &m, r))
+				;
+			CHECK(atomic_load(&writers_in) == 0);
+			weft_yield();
+			atomic_fetch_sub(&readers_in, 1);
+		}
+		CHECK(weft_rwlock_unlock(&rw) == 0);
+	}
+	return NULL;
+}
+
+static void *rw_main(void *arg)
+{
+	enum { N = 200 };
+	weft_task *t[N];
+	for (unsigned i = 0; i < N; i++)
+		CHECK(weft_spawn(&t[i], rw_body, (void *)(uintptr_t)i) == 0);
+	for (unsigned i = 0; i < N; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	CHECK(weft_rwlock_unlock(&rw) == -EPERM);
+	/* timeouts: a writer waits out readers, a reader waits out a writer */
+	CHECK(weft_rwlock_rdlock(&rw) == 0);
+	CHECK(weft_rwlock_rdlock(&rw) == 0);             /* shared */
+	CHECK(weft_rwlock_wrlock_timeout(&rw, 5000000) == -ETIMEDOUT);
+	CHECK(weft_rwlock_unlock(&rw) == 0);
+	CHECK(weft_rwlock_unlock(&rw) == 0);
+	CHECK(weft_rwlock_wrlock(&rw) == 0);
+	CHECK(weft_rwlock_rdlock_timeout(&rw, 5000000) == -ETIMEDOUT);
+	CHECK(weft_rwlock_unlock(&rw) == 0);
+	return NULL;
+}
+
+Test(sync, rwlock_exclusion)
+{
+	weft_rwlock_init(&rw);
+	atomic_store(&max_readers, 0);
+	run(4, rw_main, NULL);
+	cr_assert_eq(atomic_load(&readers_in), 0);
+}
+
+/* A writer that gives up must let the readers queued behind it in. */
+static void *rw_reader_after(void *arg)
+{
+	int r = weft_rwlock_rdlock(&rw);
+	if (r == 0)
+		weft_rwlock_unlock(&rw);
+	return (void *)(intptr_t)r;
+}
+
+static void *rw_writer_timeout(void *arg)
+{
+	return (void *)(intptr_t)weft_rwlock_wrlock_timeout(&rw, 10000000);
+}
+
+static void *rw_giveup_main(void *arg)
+{
+	CHECK(weft_rwlock_rdlock(&rw) == 0);
+	weft_task *w, *r;
+	CHECK(weft_spawn(&w, rw_writer_timeout, NULL) == 0);
+	weft_sleep(1000000);                 /* the writer queues */
+	CHECK(weft_spawn(&r, rw_reader_after, NULL) == 0);   /* queues behind it */
+	void *res;
+	CHECK(weft_join(w, &res) == 0 && (intptr_t)res == -ETIMEDOUT);
+	CHECK(weft_join(r, &res) == 0 && (intptr_t)res == 0);   /* admitted */
+	CHECK(weft_rwlock_unlock(&rw) == 0);
+	return NULL;
+}
+
+Test(sync, rwlock_writer_timeout_admits_readers)
+{
+	weft_rwlock_init(&rw);
+	run(2, rw_giveup_main, NULL);
+}
+
+/* ------------------------------------------------------------------- cond -- */
+
+static weft_cond cv = WEFT_COND_INIT;
+static int queue_items, consumed_total;
+static bool producing_done;
+
+static void *cond_consumer(void *arg)
+{
+	CHECK(weft_mutex_lock(&mtx) == 0);
+	for (;;) {
+		while (queue_items == 0 && !producing_done)
+			CHECK(weft_cond_wait(&cv, &mtx) == 0);
+		if (queue_items == 0)
+			break;
+		queue_items--;
+		consumed_total++;
+	}
+	CHECK(weft_mutex_unlock(&mtx) == 0);
+	return NULL;
+}
+
+static void *cond_main(void *arg)
+{
+	enum { C = 16, ITEMS = 20000 };
+	weft_task *t[C];
+	for (int i = 0; i < C; i++)
+		CHECK(weft_spawn(&t[i], cond_consumer, NULL) == 0);
+	for (int i = 0; i < ITEMS; i++) {
+		CHECK(weft_mutex_lock(&mtx) == 0);
+		queue_items++;
+		weft_cond_signal(&cv);
+		CHECK(weft_mutex_unlock(&mtx) == 0);
+		if ((i & 63) == 0)
+			weft_yield();
+	}
+	CHECK(weft_mutex_lock(&mtx) == 0);
+	producing_done = true;
+	weft_cond_broadcast(&cv);
+	CHECK(weft_mutex_unlock(&mtx) == 0);
+	for (int i = 0; i < C; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	CHECK(consumed_total == ITEMS);
+	/* timeout: returns with the mutex held again */
+	CHECK(weft_mutex_lock(&mtx) == 0);
+	CHECK(weft_cond_wait_timeout(&cv, &mtx, 5000000) == -ETIMEDOUT);
+	CHECK(weft_mutex_trylock(&mtx) == -EBUSY);
+	CHECK(weft_mutex_unlock(&mtx) == 0);
+	return NULL;
+}
+
+Test(sync, cond_producer_consumers)
+{
+	weft_mutex_init(&mtx);
+	weft_cond_init(&cv);
+	queue_items = consumed_total = 0;
+	producing_done = false;
+	run(4, cond_main, NULL);
+}
+
+/* -------------------------------------------------------------- semaphore -- */
+
+static weft_sem sem;
+static _Atomic int sem_in, sem_max;
+
+static void *sem_body(void *arg)
+{
+	for (int i = 0; i < 20; i++) {
+		CHECK(weft_sem_wait(&sem) == 0);
+		int n = atomic_fetch_add(&sem_in, 1) + 1;
+		int m = atomic_load(&sem_max);
+		while (n > m && !atomic_compare_exchange_weak(&sem_max, &m, n))
+			;
+		weft_yield();
+		atomic_fetch_sub(&sem_in, 1);
+		CHECK(weft_sem_post(&sem) == 0);
+	}
+	return NULL;
+}
+
+static void *sem_main(void *arg)
+{
+	enum { N = 100 };
+	weft_task *t[N];
+	for (int i = 0; i < N; i++)
+		CHECK(weft_spawn(&t[i], sem_body, NULL) == 0);
+	for (int i = 0; i < N; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	CHECK(atomic_load(&sem_max) <= 8);
+	CHECK(weft_sem_value(&sem) == 8);
+	for (int i = 0; i < 8; i++)
+		CHECK(weft_sem_trywait(&sem) == 0);
+	CHECK(weft_sem_trywait(&sem) == -EAGAIN);
+	CHECK(weft_sem_wait_timeout(&sem, 5000000) == -ETIMEDOUT);
+	return NULL;
+}
+
+Test(sync, semaphore_limits_concurrency)
+{
+	weft_sem_init(&sem, 8);
+	atomic_store(&sem_max, 0);
+	run(4, sem_main, NULL);
+}
+
+/* ------------------------------------------------------------- wait group -- */
+
+static weft_wg wg = WEFT_WG_INIT;
+static _Atomic unsigned wg_done_count;
+
+static void *wg_member(void *arg)
+{
+	if ((uintptr_t)arg & 1)
+		weft_yield();
+	atomic_fetch_add(&wg_done_count, 1);
+	CHECK(weft_wg_done(&wg) == 0);
+	return NULL;
+}
+
+static void *wg_waiter(void *arg)
+{
+	CHECK(weft_wg_wait(&wg) == 0);
+	CHECK(atomic_load(&wg_done_count) == 10000);
+	return NULL;
+}
+
+static void *wg_main(void *arg)
+{
+	enum { N = 10000 };
+	CHECK(weft_wg_add(&wg, N) == 0);
+	weft_task *w[4];
+	for (int i = 0; i < 4; i++)
+		CHECK(weft_spawn(&w[i], wg_waiter, NULL) == 0);
+	for (uintptr_t i = 0; i < N; i++)
+		CHECK(weft_spawn(NULL, wg_member, (void *)i) == 0);
+	CHECK(weft_wg_wait(&wg) == 0);
+	CHECK(atomic_load(&wg_done_count) == N);
+	for (int i = 0; i < 4; i++)
+		CHECK(weft_join(w[i], NULL) == 0);
+	CHECK(weft_wg_done(&wg) == -EINVAL);
+	CHECK(weft_wg_add(&wg, 1) == 0);
+	CHECK(weft_wg_wait_timeout(&wg, 5000000) == -ETIMEDOUT);
+	CHECK(weft_wg_done(&wg) == 0);
+	CHECK(weft_wg_wait_timeout(&wg, 5000000) == 0);
+	return NULL;
+}
+
+Test(sync, wait_group_10000_members)
+{
+	weft_wg_init(&wg);
+	atomic_store(&wg_done_count, 0);
+	run(4, wg_main, NULL);
+}
+
+/* ------------------------------------------------------------------- once -- */
+
+static weft_once_flag once = WEFT_ONCE_INIT;
+static _Atomic int once_runs;
+static int once_value;
+
+static void once_fn(void *arg)
+{
+	atomic_fetch_add(&once_runs, 1);
+	weft_sleep(2000000);                 /* others must wait, not run it */
+	once_value = 1234;
+}
+
+static void *once_body(void *arg)
+{
+	CHECK(weft_once(&once, once_fn, NULL) == 0);
+	CHECK(once_value == 1234);
+	return NULL;
+}
+
+static void *once_main(void *arg)
+{
+	enum { N = 100 };
+	weft_task *t[N];
+	for (int i = 0; i < N; i++)
+		CHECK(weft_spawn(&t[i], once_body, NULL) == 0);
+	for (int i = 0; i < N; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	CHECK(atomic_load(&once_runs) == 1);
+	return NULL;
+}
+
+Test(sync, once_runs_once)
+{
+	memset(&once, 0, sizeof(once));
+	atomic_store(&once_runs, 0);
+	once_value = 0;
+	run(4, once_main, NULL);
+}
+
+/* ---------------------------------------------------------------- barrier -- */
+
+static weft_barrier bar;
+static _Atomic int phase_count[64];
+static _Atomic int serials[64];
+
+static void *barrier_body(void *arg)
+{
+	for (int round = 0; round < 64; round++) {
+		atomic_fetch_add(&phase_count[round], 1);
+		int r = weft_barrier_wait(&bar);
+		CHECK(r == 0 || r == WEFT_BARRIER_SERIAL);
+		if (r == WEFT_BARRIER_SERIAL)
+			atomic_fetch_add(&serials[round], 1);
+		/* everybody arrived before anybody left */
+		CHECK(atomic_load(&phase_count[round]) == 16);
+	}
+	return NULL;
+}
+
+static void *barrier_main(void *arg)
+{
+	weft_task *t[16];
+	for (int i = 0; i < 16; i++)
+		CHECK(weft_spawn(&t[i], barrier_body, NULL) == 0);
+	for (int i = 0; i < 16; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	for (int i = 0; i < 64; i++)
+		CHECK(atomic_load(&serials[i]) == 1);
+	/* a party that times out leaves the round */
+	weft_barrier b2;
+	CHECK(weft_barrier_init(&b2, 2) == 0);
+	CHECK(weft_barrier_wait_timeout(&b2, 3000000) == -ETIMEDOUT);
+	CHECK(weft_barrier_wait_timeout(&b2, 3000000) == -ETIMEDOUT);   /* still 1 short */
+	CHECK(weft_barrier_init(&b2, 0) == -EINVAL);
+	CHECK(weft_barrier_init(&b2, 1) == 0);
+	CHECK(weft_barrier_wait(&b2) == WEFT_BARRIER_SERIAL);
+	return NULL;
+}
+
+Test(sync, barrier_rounds)
+{
+	cr_assert_eq(weft_barrier_init(&bar, 16), 0);
+	memset(phase_count, 0, sizeof(phase_count));
+	memset(serials, 0, sizeof(serials));
+	run(4, barrier_main, NULL);
+}
+
+/* ------------------------------------------------------------ task groups -- */
+
+static int ok_member(void *arg, void **result)
+{
+	weft_yield();
+	*result = (void *)((uintptr_t)arg * 2);
+	return 0;
+}
+
+static int failing_member(void *arg, void **result)
+{
+	weft_sleep(1000000);
+	return -EIO;
+}
+
+static int sleepy_member(void *arg, void **result)
+{
+	int r = weft_sleep(10ull * 1000000000);    /* only a cancel ends it early */
+	*result = (void *)1;
+	return r;
+}
+
+static void *group_main(void *arg)
+{
+	weft_group *g;
+	CHECK(weft_group_create(&g, 0) == 0);
+	for (uintptr_t i = 0; i < 100; i++)
+		CHECK(weft_group_spawn(g, ok_member, (void *)i) == (int)i);
+	CHECK(weft_group_wait(g) == 0);
+	CHECK(weft_group_size(g) == 100);
+	for (uintptr_t i = 0; i < 100; i++) {
+		CHECK(weft_group_result(g, i) == (void *)(i * 2));
+		CHECK(weft_group_error(g, i) == 0);
+	}
+	weft_group_destroy(g);
+
+	/* first failure cancels the rest */
+	uint64_t t0 = weft_now();
+	CHECK(weft_group_create(&g, WEFT_GROUP_CANCEL_ON_ERROR) == 0);
+	for (int i = 0; i < 20; i++)
+		CHECK(weft_group_spawn(g, sleepy_member, NULL) == i);
+	CHECK(weft_group_spawn(g, failing_member, NULL) == 20);
+	CHECK(weft_group_wait(g) == -EIO);
+	CHECK(weft_now() - t0 < 5ull * 1000000000);       /* not the 10 s sleeps */
+	for (int i = 0; i < 20; i++)
+		CHECK(weft_group_error(g, i) == -ECANCELED);
+	CHECK(weft_group_error(g, 20) == -EIO);
+	weft_group_destroy(g);
+
+	/* without the flag, a failure is reported but the others finish */
+	CHECK(weft_group_create(&g, 0) == 0);
+	CHECK(weft_group_spawn(g, failing_member, NULL) == 0);
+	CHECK(weft_group_spawn(g, ok_member, (void *)5) == 1);
+	CHECK(weft_group_wait(g) == -EIO);
+	CHECK(weft_group_result(g, 1) == (void *)10);
+	weft_group_destroy(g);
+	CHECK(weft_group_create(&g, 0x80) == -EINVAL);
+	return NULL;
+}
+
+Test(sync, task_groups)
+{
+	run(4, group_main, NULL);
+}
+
+static void *group_owner(void *arg)
+{
+	weft_group *g;
+	CHECK(weft_group_create(&g, 0) == 0);
+	for (int i = 0; i < 10; i++)
+		CHECK(weft_group_spawn(g, sleepy_member, NULL) == i);
+	int r = weft_group_wait(g);
+	for (int i = 0; i < 10; i++)
+		CHECK(weft_group_error(g, i) == -ECANCELED);
+	weft_group_destroy(g);
+	return (void *)(intptr_t)r;
+}
+
+static void *group_cancel_main(void *arg)
+{
+	weft_task *t;
+	uint64_t t0 = weft_now();
+	CHECK(weft_spawn(&t, group_owner, NULL) == 0);
+	weft_sleep(2000000);
+	CHECK(weft_cancel(t) == 0);
+	void *r;
+	CHECK(weft_join(t, &r) == 0);
+	CHECK((intptr_t)r == -ECANCELED);
+	CHECK(weft_now() - t0 < 5ull * 1000000000);
+	return NULL;
+}
+
+Test(sync, task_group_owner_cancelled_cancels_members)
+{
+	run(2, group_cancel_main, NULL);
+}
+
+/* ------------------------------------------------------ cancellation storm -- */
+
+enum {
+	W_CHAN_RECV, W_CHAN_SEND, W_SELECT, W_MUTEX, W_RDLOCK, W_WRLOCK, W_COND,
+	W_SEM, W_WG, W_ONCE, W_BARRIER, W_SLEEP, W_JOIN, W_KINDS
+};
+
+struct storm {
+	weft_chan *empty, *full;
+	weft_mutex m, cm;
+	weft_rwlock rd, wr;            /* rd: held by a writer; wr: held by a reader */
+	weft_cond c;
+	weft_sem s;
+	weft_wg wg;
+	weft_once_flag o;
+	weft_barrier b;
+	_Atomic unsigned started;
+	_Atomic unsigned ended;
+	_Atomic unsigned wrong[W_KINDS];
+	_Atomic unsigned once_ran;
+	weft_sem release_once;
+};
+
+static struct storm S;
+
+/* The once runner stays blocked (shielded) until released, so the other
+ * once callers are still waiting when they are cancelled. */
+static void once_blocker(void *arg)
+{
+	weft__cancel_shield_push();
+	weft_sem_wait(&S.release_once);
+	weft__cancel_shield_pop();
+}
+
+static void *sleeper_body(void *arg)
+{
+	return (void *)(intptr_t)weft_sleep(60ull * 1000000000);
+}
+
+static void *storm_body(void *arg)
+{
+	unsigned kind = (unsigned)(uintptr_t)arg % W_KINDS;
+	int v = 0, r;
+	atomic_fetch_add(&S.started, 1);
+	switch (kind) {
+	case W_CHAN_RECV: r = weft_chan_recv(S.empty, &v); break;
+	case W_CHAN_SEND: r = weft_chan_send(S.full, &v); break;
+	case W_SELECT: {
+		struct weft_select_case c[2] = {
+			{ S.empty, WEFT_SELECT_RECV, &v, 1 }, { S.full, WEFT_SELECT_SEND, &v, 1 },
+		};
+		r = weft_select(c, 2, WEFT_SELECT_FOREVER);
+		break;
+	}
+	case W_MUTEX: r = weft_mutex_lock(&S.m); break;
+	case W_RDLOCK: r = weft_rwlock_rdlock(&S.rd); break;
+	case W_WRLOCK: r = weft_rwlock_wrlock(&S.wr); break;
+	case W_COND:
+		r = weft_mutex_lock(&S.cm);
+		if (r)
+			break;
+		r = weft_cond_wait(&S.c, &S.cm);
+		/* the mutex is held again whatever the result */
+		if (weft_mutex_unlock(&S.cm) != 0)
+			r = 1;
+		break;
+	case W_SEM: r = weft_sem_wait(&S.s); break;
+	case W_WG: r = weft_wg_wait(&S.wg); break;
+	case W_ONCE: r = weft_once(&S.o, once_blocker, NULL); break;
+	case W_BARRIER: r = weft_barrier_wait(&S.b); break;
+	case W_SLEEP: r = weft_sleep(60ull * 1000000000); break;
+	default: {
+		/* a join allows one joiner per task: each joins its own child */
+		weft_task *child;
+		if (weft_spawn(&child, sleeper_body, NULL) != 0) {
+			r = 1;
+			break;
+		}
+		r = weft_join(child, NULL);
+		if (r == -ECANCELED) {
+			weft_cancel(child);
+			weft__cancel_shield_push();
+			if (weft_join(child, NULL) != 0)
+				r = 1;
+			weft__cancel_shield_pop();
+		}
+		break;
+	}
+	}
+	/* The one once caller that runs once_blocker returns 0. */
+	if (kind == W_ONCE && r == 0)
+		atomic_fetch_add(&S.once_ran, 1);
+	else if (r != -ECANCELED)
+		atomic_fetch_add(&S.wrong[kind], 1);
+	atomic_fetch_add(&S.ended, 1);
+	return NULL;
+}
+
+static void *storm_main(void *arg)
+{
+	enum { N = 10000 };
+	CHECK(weft_chan_create(&S.empty, sizeof(int), 0) == 0);
+	CHECK(weft_chan_create(&S.full, sizeof(int), 1) == 0);
+	int v = 0;
+	CHECK(weft_chan_send(S.full, &v) == 0);
+	CHECK(weft_mutex_lock(&S.m) == 0);
+	CHECK(weft_rwlock_wrlock(&S.rd) == 0);
+	CHECK(weft_rwlock_rdlock(&S.wr) == 0);
+	weft_sem_init(&S.s, 0);
+	weft_sem_init(&S.release_once, 0);
+	CHECK(weft_wg_add(&S.wg, 1) == 0);
+	CHECK(weft_barrier_init(&S.b, N + 1) == 0);   /* never completes */
+
+	weft_task **t = malloc(N * sizeof(*t));
+	for (uintptr_t i = 0; i < N; i++)
+		CHECK(weft_spawn(&t[i], storm_body, (void *)i) == 0);
+	for (int i = 0; i < 2000 && atomic_load(&S.started) < N; i++)
+		weft_sleep(1000000);
+	weft_sleep(20000000);                /* most are parked by now */
+	CHECK(atomic_load(&S.ended) == 0);   /* nothing ended on its own */
+	for (int i = 0; i < N; i++)
+		CHECK(weft_cancel(t[i]) == 0);
+	/* release the once runner */
+	CHECK(weft_sem_post(&S.release_once) == 0);
+	for (int i = 0; i < N; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	free(t);
+	CHECK(atomic_load(&S.ended) == N);
+	CHECK(atomic_load(&S.once_ran) == 1);
+	for (int k = 0; k < W_KINDS; k++)
+		CHECK(atomic_load(&S.wrong[k]) == 0);
+
+	/* Nothing left queued: each primitive works normally afterwards. */
+	CHECK(weft_chan_try_send(S.empty, &v) == -EAGAIN);   /* no receiver */
+	CHECK(weft_chan_try_recv(S.full, &v) == 0);
+	CHECK(weft_chan_try_recv(S.full, &v) == -EAGAIN);
+	CHECK(weft_mutex_unlock(&S.m) == 0);
+	CHECK(weft_mutex_trylock(&S.m) == 0);                /* not handed to a ghost */
+	CHECK(weft_rwlock_unlock(&S.rd) == 0);
+	CHECK(weft_rwlock_unlock(&S.wr) == 0);
+	CHECK(weft_rwlock_wrlock_timeout(&S.wr, 1000000) == 0);
+	CHECK(weft_sem_post(&S.s) == 0);
+	CHECK(weft_sem_value(&S.s) == 1);                    /* nobody took it */
+	CHECK(weft_wg_done(&S.wg) == 0);
+	CHECK(weft_barrier_init(&S.b, 2) == 0);
+	weft_chan_destroy(S.empty);
+	weft_chan_destroy(S.full);
+	return NULL;
+}
+
+Test(sync, cancellation_storm_10000, .timeout = 300)
+{
+	memset(&S, 0, sizeof(S));
+	run(4, storm_main, NULL);
+}

@@ -1,0 +1,151 @@
+/*
+ * Internal structures of the scheduler, shared by the files of src/sched only.
+ * Other layers use sched/wait.h.
+ */
+#ifndef WEFT_SCHED_CORE_H
+#define WEFT_SCHED_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "weft.h"
+#include "ctx/ctx.h"
+#include "ctx/stack.h"
+#include "io/ring.h"
+#include "sched/lock.h"
+#include "sched/runq.h"
+#include "sched/timer.h"
+#include "sched/wait.h"
+
+/* Task states (weft_task.state); transitions in runtime.c's opening comment. */
+enum {
+	WEFT__T_RUNNABLE = 0,
+	WEFT__T_RUNNING  = 1,
+	WEFT__T_NOTIFIED = 2,
+	WEFT__T_PARKED   = 3,
+};
+
+struct weft_task {
+	struct weft__ctx ctx;             /* saved registers while not running   */
+	struct weft__stack *stack;
+	_Atomic uint32_t state;           /* WEFT__T_*                           */
+	/* The claim word: (seq << 1) | 1 while wait number seq is open,
+	 * (seq << 1) once claimed or closed. See weft__wait_claim. */
+	_Atomic uint64_t wait;
+	uint64_t wait_seq;                /* last seq used; owner only           */
+	_Atomic unsigned wait_flags;      /* flags of the open wait; see begin   */
+	int wake_reason;                  /* written by the claim winner         */
+	_Atomic uint32_t cancel;          /* weft_cancel was called              */
+	unsigned shield;                  /* cancel shield depth; owner only     */
+	struct weft__timer timer;         /* deadline of the open wait           */
+
+	weft_fn fn;
+	void *arg;
+	void *ret;
+	struct weft_rt *rt;
+
+	/* join: under join_lock */
+	weft__lock join_lock;
+	bool finished;
+	bool has_joiner;
+	struct weft__waiter joiner;
+	_Atomic uint32_t *ext_done;       /* weft_rt_run's thread waits on it    */
+
+	_Atomic uint32_t refs;            /* 1 while it runs + 1 for a handle    */
+	_Atomic uint32_t alive;           /* spawned and not yet returned        */
+	struct weft_task *next;           /* free lists, injection queue         */
+	size_t stack_size;                /* 0: the runtime's default            */
+	uint64_t id;
+	char name[32];
+};
+
+/* What a coroutine asks of its worker when it switches to the scheduler. */
+enum weft__action {
+	WEFT__A_YIELD = 1,
+	WEFT__A_PARK,
+	WEFT__A_SPAWN,                    /* run w->action_task first (child-first) */
+	WEFT__A_EXIT,
+};
+
+#define WEFT__LIFO_MAX 3            /* LIFO-slot hand-offs in a row, then FIFO */
+#define WEFT__INJECT_EVERY 61       /* ticks between fairness checks           */
+#define WEFT__TASK_CACHE 128        /* free task records kept per worker       */
+
+struct weft__worker {
+	/* ---- owner-only, hot ---- */
+	struct weft__ctx sched_ctx;       /* the worker thread's own stack        */
+	struct weft_task *current;
+	struct weft_task *lifo;           /* LIFO slot: runs next; not stealable  */
+	unsigned lifo_streak;
+	uint32_t tick;
+	uint32_t rng;
+	int action;
+	struct weft_task *action_task;
+	void (*unlock)(void *);
+	void *unlock_arg;
+	bool searching;                   /* counted in rt->nsearching            */
+	struct weft_task *free_tasks;     /* task record cache                    */
+	unsigned nfree_tasks;
+	uint64_t next_id, last_id;        /* block of task ids                    */
+	struct weft__stack_cache *stacks;
+	struct weft_rt *rt;
+	unsigned index;
+	pthread_t thread;
+
+	/* ---- shared ---- */
+	struct weft__runq runq;
+	struct weft__timer_heap timers;
+	struct weft__ring ring;
+	_Alignas(64) struct weft__remote_call *_Atomic calls;  /* MPSC stack     */
+	_Atomic uint32_t parked;          /* about to wait / waiting in its ring  */
+	bool in_idle;                     /* under rt->idle_lock                  */
+	bool woken_searching;             /* under rt->idle_lock                  */
+};
+
+struct weft__slab {
+	struct weft__slab *next;
+	unsigned n;
+	struct weft_task tasks[];
+};
+
+struct weft_rt {
+	struct weft__worker *workers;
+	unsigned nworkers;
+	unsigned flags;
+	size_t stack_size;
+	unsigned ring_entries;
+	struct weft__stack_pool *stack_pool;
+
+	/* injection queue: spawns from outside, overflow of run queues */
+	_Alignas(64) pthread_mutex_t inject_lock;
+	struct weft_task *inject_head, *inject_tail;
+	_Atomic uint32_t inject_len;
+
+	/* idle workers and searching workers (Go's npidle, nmspinning) */
+	_Alignas(64) _Atomic uint32_t nsearching;
+	_Atomic uint32_t nidle;
+	pthread_mutex_t idle_lock;
+	unsigned *idle;                   /* stack of worker indices              */
+	unsigned nidle_list;
+
+	/* task records */
+	_Alignas(64) pthread_mutex_t pool_lock;
+	struct weft__slab *slabs;
+	struct weft_task *free_tasks;
+	_Atomic uint64_t next_id;
+
+	_Alignas(64) _Atomic uint64_t live;   /* coroutines spawned, not returned   */
+	_Atomic uint32_t shutdown;        /* destroy started: spawn cancels        */
+	_Atomic uint32_t stop;            /* workers leave their loops             */
+
+	/* start-up handshake */
+	pthread_mutex_t start_lock;
+	pthread_cond_t start_cond;
+	unsigned started;
+	int start_err;
+	char start_why[160];
+};
+
+#endif /* WEFT_SCHED_CORE_H */

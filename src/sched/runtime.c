@@ -1,0 +1,1327 @@
+/*
+ * The scheduler: workers, park/wake, spawn/join/cancel, sleep.
+ *
+ * Terms
+ *   worker   a thread with a run queue (runq.h), a LIFO slot, a timer heap
+ *            (timer.h) and an io_uring (io/ring.h), running coroutines on its
+ *            own stack's scheduler loop (worker_loop) between switches;
+ *   task     a coroutine record (struct weft_task) with its context and stack;
+ *   wait     one blocking episode of a task, numbered by wait_seq; opened by
+ *            weft__wait_begin, ended by exactly one weft__wait_claim.
+ *
+ * Park/wake state machine (weft_task.state)
+ *
+ *      RUNNABLE --(a worker switches to it)--> RUNNING
+ *      RUNNING  --(weft__wait_park: switch out; scheduler CAS)--> PARKED
+ *      RUNNING  --(wake arrives before that CAS)--> NOTIFIED
+ *      NOTIFIED --(scheduler's CAS fails, sees it)--> RUNNABLE (queued at once)
+ *      PARKED   --(wake: CAS)--> RUNNABLE (queued on the waker's worker)
+ *
+ *   A coroutine parks by switching to its worker's scheduler context with
+ *   action PARK. Only there, after its registers are saved, does the worker
+ *   run the unlock function (releasing the lock of the queue the waiter sits
+ *   in) and CAS RUNNING -> PARKED. A waker only ever learns of the task
+ *   through a claim (weft__wait_claim), which succeeds once per wait, so each
+ *   wait produces at most one wake. If the wake comes while the task is still
+ *   RUNNING (claimed by weft_cancel from another thread, say, before the task
+ *   got to switch out), the waker leaves NOTIFIED and walks away; the
+ *   scheduler's CAS then fails and it queues the task itself. Either way
+ *   exactly one party queues it, after its stack is no longer in use: never
+ *   on two workers at once, and no wake is lost. A wake in any other state is
+ *   a double wake: it aborts.
+ *
+ *   Memory order: the scheduler's CAS to PARKED is a release that publishes
+ *   the saved context; the waker's CAS PARKED -> RUNNABLE is an acquire of it;
+ *   queueing the task (runq release/acquire, or a lock) carries it to the
+ *   worker that resumes it. On the NOTIFIED path the waker's CAS is a release
+ *   (publishing wake_reason) and the scheduler's failed CAS an acquire.
+ *
+ * Cancellation: weft_cancel sets task->cancel, then claims the open wait if it
+ *   is cancellable. weft__wait_begin opens the wait, then checks the flag. Both
+ *   sides use seq_cst on the flag and the claim word (a Dekker pair), so either
+ *   the canceller sees the open wait or the waiter sees the flag.
+ *
+ * Spawn policy: child-first (work-first, as Cilk): weft_spawn switches to the
+ *   child at once and the parent waits in the LIFO slot, bumping the slot's
+ *   previous occupant to the run queue, where thieves take the oldest — the
+ *   shallowest continuations, carrying the most work. A fork-join tree then
+ *   runs depth-first on each worker, so live stacks stay near depth x workers
+ *   instead of the tree's width: skynet's million coroutines touch a few
+ *   hundred stacks, all hot in cache. WEFT_RT_PARENT_FIRST gives Go's policy.
+ *
+ * Idle workers (Go's spinning-M protocol): a worker out of local work becomes
+ *   "searching" (rt->nsearching) unless half the busy workers already search,
+ *   steals half of a random victim's queue, and if it finds nothing, puts
+ *   itself on the idle list, re-checks every queue, and parks in its ring.
+ *   Whoever makes work available calls notify_work: if no worker searches and
+ *   one is idle, it takes one off the idle list and wakes its ring. A
+ *   searching worker that finds work, when it was the last one searching,
+ *   wakes one more. The lost-wake-up argument is at notify_work.
+ *
+ * Shutdown: weft_rt_destroy sets rt->shutdown (new spawns start cancelled),
+ *   cancels every live task by walking the record slabs, waits for the live
+ *   count to reach 0, then sets rt->stop, wakes every worker and joins them.
+ *
+ * Rejected: one global queue (contention at every spawn); Chase-Lev owner pops
+ *   at the tail (does not combine with stealing half, see runq.h); waking a
+ *   worker per new task (a futex/MSG_RING round trip costs ~50 us here).
+ */
+#include "sched/core.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ helpers --- */
+
+static __thread struct weft__worker *tls_worker
+	__attribute__((tls_model("initial-exec")));
+
+/*
+ * The worker running the caller. A coroutine may resume on another thread
+ * after any switch, and compilers assume the thread pointer is constant in a
+ * function, so an inlined TLS read could be hoisted across a switch. This
+ * accessor is out of line and clobbers memory: every call reads the TLS of
+ * the thread it runs on now.
+ */
+__attribute__((noinline, noclone)) static struct weft__worker *worker_current(void)
+{
+	__asm__ volatile("" ::: "memory");
+	return tls_worker;
+}
+
+static void futex_wake_all(_Atomic uint32_t *addr)
+{
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t val)
+{
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+WEFT_API uint64_t weft_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint32_t rng_next(uint32_t *s)
+{
+	uint32_t x = *s;   /* xorshift32: victim order only */
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return *s = x;
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...);
+static void die(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "weft: %s\n", buf);
+	abort();
+}
+
+/* ---------------------------------------------------- injection queue --- */
+
+/* Any thread. Append the chain first..last (n tasks) to the injection queue. */
+static void inject_push(struct weft_rt *rt, struct weft_task *first, struct weft_task *last,
+                        unsigned n)
+{
+	last->next = NULL;
+	pthread_mutex_lock(&rt->inject_lock);
+	if (rt->inject_tail)
+		rt->inject_tail->next = first;
+	else
+		rt->inject_head = first;
+	rt->inject_tail = last;
+	/* relaxed under the lock; readers outside it use it as a hint, and
+	 * notify_work's fence orders it against the idle check. */
+	atomic_store_explicit(&rt->inject_len,
+	                      atomic_load_explicit(&rt->inject_len, memory_order_relaxed) + n,
+	                      memory_order_relaxed);
+	pthread_mutex_unlock(&rt->inject_lock);
+}
+
+/* Owner of w. Take a fair share of the injection queue: one task to run, the
+ * rest into w's run queue (which is empty or nearly: we only call this when
+ * the local queue ran dry, or on the fairness tick with room to spare). */
+static struct weft_task *inject_take(struct weft_rt *rt, struct weft__worker *w)
+{
+	if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0)
+		return NULL;
+	pthread_mutex_lock(&rt->inject_lock);
+	uint32_t len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
+	uint32_t room = WEFT__RUNQ_CAP - weft__runq_len(&w->runq);
+	uint32_t n = len / rt->nworkers + 1;
+	if (n > len)
+		n = len;
+	if (n > room / 2 + 1)
+		n = room / 2 + 1;
+	struct weft_task *batch[WEFT__RUNQ_CAP / 2 + 1];
+	struct weft_task *t = NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		struct weft_task *x = rt->inject_head;
+		rt->inject_head = x->next;
+		if (i == 0)
+			t = x;
+		else
+			batch[i - 1] = x;
+	}
+	if (!rt->inject_head)
+		rt->inject_tail = NULL;
+	atomic_store_explicit(&rt->inject_len, len - n, memory_order_relaxed);
+	pthread_mutex_unlock(&rt->inject_lock);
+	if (n > 1)
+		weft__runq_push_batch(&w->runq, batch, n - 1);
+	return t;
+}
+
+/* ------------------------------------------------------ idle workers --- */
+
+/*
+ * Called after making work available where another worker could take it.
+ *
+ * Lost-wake-up argument: the producer publishes the work, then a seq_cst
+ * fence, then reads nidle and nsearching. A worker going idle first leaves
+ * the searching count and joins the idle list, then a seq_cst fence, then
+ * re-checks every queue (worker_idle_recheck). By the fences, either the
+ * producer sees the idle worker (and wakes one) or the idle worker sees the
+ * work. If the producer sees a searcher and wakes nobody, that searcher will
+ * itself either find the work or go idle and then re-check.
+ */
+static void notify_work(struct weft_rt *rt)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
+		return;
+	uint32_t zero = 0;
+	/* Only one waker at a time: the woken worker counts as searching, and
+	 * when it finds work it wakes the next one if needed. */
+	if (atomic_load_explicit(&rt->nsearching, memory_order_relaxed) != 0 ||
+	    !atomic_compare_exchange_strong_explicit(&rt->nsearching, &zero, 1,
+	                                             memory_order_seq_cst,
+	                                             memory_order_relaxed))
+		return;
+	struct weft__worker *v = NULL;
+	pthread_mutex_lock(&rt->idle_lock);
+	if (rt->nidle_list) {
+		v = &rt->workers[rt->idle[--rt->nidle_list]];
+		v->in_idle = false;
+		v->woken_searching = true;   /* it owns the nsearching we took */
+		atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
+	}
+	pthread_mutex_unlock(&rt->idle_lock);
+	if (!v) {
+		atomic_fetch_sub_explicit(&rt->nsearching, 1, memory_order_seq_cst);
+		return;
+	}
+	struct weft__worker *self = worker_current();
+	weft__ring_wake(self && self->rt == rt ? &self->ring : NULL, &v->ring);
+}
+
+static void idle_push(struct weft_rt *rt, struct weft__worker *w)
+{
+	pthread_mutex_lock(&rt->idle_lock);
+	w->in_idle = true;
+	w->woken_searching = false;
+	rt->idle[rt->nidle_list++] = w->index;
+	atomic_fetch_add_explicit(&rt->nidle, 1, memory_order_seq_cst);
+	pthread_mutex_unlock(&rt->idle_lock);
+}
+
+/* Leave the idle list. Returns true if a waker took us off it (and so we
+ * start out searching, counted by the waker). */
+static bool idle_leave(struct weft_rt *rt, struct weft__worker *w)
+{
+	bool woken;
+	pthread_mutex_lock(&rt->idle_lock);
+	if (w->in_idle) {
+		for (unsigned i = 0; i < rt->nidle_list; i++) {
+			if (rt->idle[i] == w->index) {
+				rt->idle[i] = rt->idle[--rt->nidle_list];
+				break;
+			}
+		}
+		w->in_idle = false;
+		atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
+		woken = false;
+	} else {
+		woken = w->woken_searching;
+		w->woken_searching = false;
+	}
+	pthread_mutex_unlock(&rt->idle_lock);
+	return woken;
+}
+
+/* ------------------------------------------------------- task records --- */
+
+static struct weft_task *task_alloc(struct weft_rt *rt, struct weft__worker *w)
+{
+	struct weft_task *t;
+	if (w && w->free_tasks) {
+		t = w->free_tasks;
+		w->free_tasks = t->next;
+		w->nfree_tasks--;
+		return t;
+	}
+	pthread_mutex_lock(&rt->pool_lock);
+	if (!rt->free_tasks) {
+		/* Growth: a slab of records; never freed before weft_rt_destroy,
+		 * so a stale waiter may still read a record (see wait.h). */
+		unsigned n = 256;
+		struct weft__slab *s = calloc(1, sizeof *s + n * sizeof(struct weft_task));
+		if (!s) {
+			pthread_mutex_unlock(&rt->pool_lock);
+			return NULL;
+		}
+		s->n = n;
+		s->next = rt->slabs;
+		rt->slabs = s;
+		for (unsigned i = 0; i < n; i++) {
+			s->tasks[i].next = rt->free_tasks;
+			rt->free_tasks = &s->tasks[i];
+		}
+	}
+	t = rt->free_tasks;
+	rt->free_tasks = t->next;
+	/* Refill the worker's cache in one go to keep the lock cold. */
+	if (w) {
+		for (unsigned i = 0; i < 32 && rt->free_tasks; i++) {
+			struct weft_task *x = rt->free_tasks;
+			rt->free_tasks = x->next;
+			x->next = w->free_tasks;
+			w->free_tasks = x;
+			w->nfree_tasks++;
+		}
+	}
+	pthread_mutex_unlock(&rt->pool_lock);
+	return t;
+}
+
+static void task_free(struct weft_rt *rt, struct weft__worker *w, struct weft_task *t)
+{
+	if (w && w->rt == rt && w->nfree_tasks < WEFT__TASK_CACHE) {
+		t->next = w->free_tasks;
+		w->free_tasks = t;
+		w->nfree_tasks++;
+		return;
+	}
+	pthread_mutex_lock(&rt->pool_lock);
+	t->next = rt->free_tasks;
+	rt->free_tasks = t;
+	pthread_mutex_unlock(&rt->pool_lock);
+}
+
+static void task_unref(struct weft_task *t)
+{
+	/* acq_rel: the last reference holder must see every write made by the
+	 * others (ret, joiner...) before it recycles the record. */
+	if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+		task_free(t->rt, worker_current(), t);
+}
+
+/* ------------------------------------------------------------ running --- */
+
+/* Make t runnable on the calling worker (LIFO slot), or through the
+ * injection queue when the caller is not one of rt's workers. */
+static void ready(struct weft_task *t)
+{
+	struct weft_rt *rt = t->rt;
+	struct weft__worker *w = worker_current();
+	if (!w || w->rt != rt) {
+		inject_push(rt, t, t, 1);
+		notify_work(rt);
+		return;
+	}
+	struct weft_task *prev = w->lifo;
+	w->lifo = t;
+	if (prev) {
+		struct weft_task *batch[WEFT__RUNQ_CAP / 2 + 1];
+		unsigned n = weft__runq_push(&w->runq, prev, batch);
+		if (n) {
+			for (unsigned i = 0; i + 1 < n; i++)
+				batch[i]->next = batch[i + 1];
+			inject_push(rt, batch[0], batch[n - 1], n);
+		}
+		notify_work(rt);
+	}
+}
+
+/* Owner: append t to the back of w's run queue (yield, LIFO-streak cap). */
+static void enqueue_back(struct weft__worker *w, struct weft_task *t)
+{
+	struct weft_task *batch[WEFT__RUNQ_CAP / 2 + 1];
+	unsigned n = weft__runq_push(&w->runq, t, batch);
+	if (n) {
+		for (unsigned i = 0; i + 1 < n; i++)
+			batch[i]->next = batch[i + 1];
+		inject_push(w->rt, batch[0], batch[n - 1], n);
+	}
+	if (w->rt->nworkers > 1)            /* alone, nobody else could take it */
+		notify_work(w->rt);
+}
+
+static void wake_task(struct weft_task *t)
+{
+	uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	for (;;) {
+		if (s == WEFT__T_RUNNING) {
+			/* release: publishes wake_reason to the scheduler whose CAS
+			 * to PARKED fails on this value (acquire). */
+			if (atomic_compare_exchange_weak_explicit(&t->state, &s, WEFT__T_NOTIFIED,
+			                                          memory_order_release,
+			                                          memory_order_relaxed))
+				return;
+		} else if (s == WEFT__T_PARKED) {
+			/* acquire: pairs with the scheduler's release when it parked
+			 * the task, so its saved context is visible to us and, through
+			 * the queue, to the worker that resumes it. */
+			if (atomic_compare_exchange_weak_explicit(&t->state, &s, WEFT__T_RUNNABLE,
+			                                          memory_order_acq_rel,
+			                                          memory_order_relaxed)) {
+				ready(t);
+				return;
+			}
+		} else {
+			die("wake of coroutine %llu \"%s\" that is not parked (state %u): double wake",
+			    (unsigned long long)t->id, t->name, s);
+		}
+	}
+}
+
+static void task_entry(void *data);
+
+/* Owner: switch to t until it switches back; then carry out what it asked. */
+static struct weft_task *run_task(struct weft__worker *w, struct weft_task *t);
+
+static void task_finish(struct weft__worker *w, struct weft_task *t)
+{
+	struct weft_rt *rt = w->rt;
+	weft__ctx_release(&t->ctx);
+	weft__stack_put(w->stacks, t->stack);
+	t->stack = NULL;
+
+	weft__lock_acquire(&t->join_lock);
+	t->finished = true;
+	bool has = t->has_joiner;
+	struct weft__waiter j = t->joiner;
+	t->has_joiner = false;
+	_Atomic uint32_t *ext = t->ext_done;
+	weft__unlock(&t->join_lock);
+	if (has)
+		weft__wait_claim_wake(&j, 0);
+	if (ext) {
+		/* release: the run thread reads t->ret after seeing 1 (acquire). */
+		atomic_store_explicit(ext, 1, memory_order_release);
+		futex_wake_all(ext);
+	}
+	atomic_store_explicit(&t->alive, 0, memory_order_relaxed);
+	task_unref(t);
+	/* release: destroy's acquire load of 0 sees everything this task did. */
+	atomic_fetch_sub_explicit(&rt->live, 1, memory_order_release);
+}
+
+static struct weft_task *run_task(struct weft__worker *w, struct weft_task *t)
+{
+	w->current = t;
+	/* relaxed: we own t now (we dequeued it); nobody else may write state
+	 * until it opens a wait, which it does after this store in its own
+	 * program order on this thread. */
+	atomic_store_explicit(&t->state, WEFT__T_RUNNING, memory_order_relaxed);
+	weft__stack_set_current(t->stack);
+	weft__ctx_switch(&w->sched_ctx, &t->ctx, t);
+	weft__stack_set_current(NULL);
+	w->current = NULL;
+
+	switch (w->action) {
+	case WEFT__A_YIELD:
+		atomic_store_explicit(&t->state, WEFT__T_RUNNABLE, memory_order_relaxed);
+		enqueue_back(w, t);
+		return NULL;
+	case WEFT__A_PARK: {
+		if (w->unlock)
+			w->unlock(w->unlock_arg);
+		uint32_t s = WEFT__T_RUNNING;
+		/* acq_rel: release publishes the saved context to the waker's
+		 * acquire; on failure (NOTIFIED) acquire sees the waker's
+		 * wake_reason. */
+		if (!atomic_compare_exchange_strong_explicit(&t->state, &s, WEFT__T_PARKED,
+		                                             memory_order_acq_rel,
+		                                             memory_order_acquire)) {
+			if (s != WEFT__T_NOTIFIED)
+				die("coroutine %llu parked in state %u", (unsigned long long)t->id, s);
+			atomic_store_explicit(&t->state, WEFT__T_RUNNABLE, memory_order_relaxed);
+			ready(t);
+		}
+		return NULL;
+	}
+	case WEFT__A_SPAWN: {
+		struct weft_task *child = w->action_task;
+		w->action_task = NULL;
+		atomic_store_explicit(&t->state, WEFT__T_RUNNABLE, memory_order_relaxed);
+		/* The parent waits in the LIFO slot. The slot's streak cap still
+		 * applies, so a parent spawning in a loop lets its queue run
+		 * every WEFT__LIFO_MAX children. */
+		ready(t);
+		return child;
+	}
+	case WEFT__A_EXIT:
+		task_finish(w, t);
+		return NULL;
+	default:
+		die("coroutine %llu switched out with no action", (unsigned long long)t->id);
+	}
+}
+
+/* Coroutine side: hand control to the worker's scheduler with an action.
+ * Returns when some worker resumes the task. */
+static void switch_out(struct weft_task *t, int action)
+{
+	struct weft__worker *w = worker_current();
+	w->action = action;
+	weft__ctx_switch(&t->ctx, &w->sched_ctx, NULL);
+}
+
+static void task_entry(void *data)
+{
+	struct weft_task *t = data;
+	t->ret = t->fn(t->arg);
+	struct weft__worker *w = worker_current();    /* not the one we started on */
+	w->action = WEFT__A_EXIT;
+	weft__ctx_exit(&t->ctx, &w->sched_ctx, NULL);
+}
+
+/* ------------------------------------------------------------ finding --- */
+
+static void run_remote_calls(struct weft__worker *w)
+{
+	/* acquire: pairs with the release CAS in weft__ring_call, so each
+	 * call record's contents are visible. We take the whole stack, so no
+	 * ABA: nobody pops but us. */
+	struct weft__remote_call *c = atomic_exchange_explicit(&w->calls, NULL,
+	                                                       memory_order_acquire);
+	struct weft__remote_call *rev = NULL;
+	while (c) {                         /* oldest first */
+		struct weft__remote_call *n = c->next;
+		c->next = rev;
+		rev = c;
+		c = n;
+	}
+	while (rev) {
+		struct weft__remote_call *n = rev->next;
+		rev->fn(rev);                   /* may free rev: read next first */
+		rev = n;
+	}
+}
+
+static bool any_work_visible(struct weft_rt *rt, struct weft__worker *self)
+{
+	if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed))
+		return true;
+	if (atomic_load_explicit(&self->calls, memory_order_relaxed))
+		return true;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		if (weft__runq_len(&rt->workers[i].runq))
+			return true;
+	return false;
+}
+
+/* Steal from the others in random order; the searching cap of Go. */
+static struct weft_task *steal_work(struct weft__worker *w)
+{
+	struct weft_rt *rt = w->rt;
+	unsigned n = rt->nworkers;
+	if (n == 1)
+		return NULL;
+	if (!w->searching) {
+		uint32_t busy = n - atomic_load_explicit(&rt->nidle, memory_order_relaxed);
+		if (2 * atomic_load_explicit(&rt->nsearching, memory_order_relaxed) >= busy)
+			return NULL;
+		w->searching = true;
+		atomic_fetch_add_explicit(&rt->nsearching, 1, memory_order_seq_cst);
+	}
+	for (int round = 0; round < 4; round++) {
+		unsigned start = rng_next(&w->rng) % n;
+		for (unsigned i = 0; i < n; i++) {
+			struct weft__worker *v = &rt->workers[(start + i) % n];
+			if (v == w)
+				continue;
+			struct weft_task *t = weft__runq_steal(&v->runq, &w->runq);
+			if (t)
+				return t;
+		}
+		struct weft_task *t = inject_take(rt, w);
+		if (t)
+			return t;
+		for (int spin = 0; spin < 64 * (round + 1); spin++)
+			ck_pr_stall();
+	}
+	return NULL;
+}
+
+/* Called with a task found: leave the searching state, and if we were the
+ * last searcher, wake another worker, as there may be more work about. */
+static void found_work(struct weft__worker *w)
+{
+	if (!w->searching)
+		return;
+	w->searching = false;
+	if (atomic_fetch_sub_explicit(&w->rt->nsearching, 1, memory_order_seq_cst) == 1)
+		notify_work(w->rt);
+}
+
+static unsigned fire_timers(struct weft__worker *w)
+{
+	uint64_t next = weft__timer_next(&w->timers);
+	if (next == UINT64_MAX)
+		return 0;
+	return weft__timer_run(&w->timers, weft_now());
+}
+
+/* Park the worker in its ring until work may have arrived. */
+static void worker_park(struct weft__worker *w)
+{
+	struct weft_rt *rt = w->rt;
+	if (w->searching) {
+		w->searching = false;
+		atomic_fetch_sub_explicit(&rt->nsearching, 1, memory_order_seq_cst);
+	}
+	idle_push(rt, w);
+	atomic_store_explicit(&w->parked, 1, memory_order_seq_cst);
+	/* seq_cst fence: orders idle_push and `parked` before the re-check of
+	 * the queues and the call list (the Dekker pairs of notify_work and
+	 * weft__ring_call). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!any_work_visible(rt, w) && !atomic_load_explicit(&rt->stop, memory_order_seq_cst)) {
+		int64_t timeout = -1;
+		uint64_t next = weft__timer_next(&w->timers);
+		if (next != UINT64_MAX) {
+			uint64_t now = weft_now();
+			timeout = next > now ? (int64_t)(next - now) : 0;
+		}
+		if (timeout != 0)
+			weft__ring_wait(&w->ring, timeout);
+	}
+	atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
+	if (idle_leave(rt, w))
+		w->searching = true;
+}
+
+/* Owner: the next task to run, or NULL when the runtime stops. */
+static struct weft_task *find_work(struct weft__worker *w)
+{
+	struct weft_rt *rt = w->rt;
+	for (;;) {
+		uint32_t tick = ++w->tick;
+		struct weft_task *t;
+
+		if (atomic_load_explicit(&w->calls, memory_order_relaxed))
+			run_remote_calls(w);
+		if ((tick & 7) == 0)
+			fire_timers(w);
+		if (tick % WEFT__INJECT_EVERY == 0) {
+			if (weft__ring_busy(&w->ring))
+				weft__ring_poll(&w->ring);
+			if ((t = inject_take(rt, w)))
+				return t;
+		}
+		if (w->lifo) {
+			t = w->lifo;
+			w->lifo = NULL;
+			if (w->lifo_streak++ < WEFT__LIFO_MAX)
+				return t;
+			enqueue_back(w, t);     /* ping-pong pair: give the queue a turn */
+		}
+		w->lifo_streak = 0;
+		if ((t = weft__runq_pop(&w->runq)))
+			return t;
+		if ((t = inject_take(rt, w)))
+			return t;
+
+		/* Local work ran dry: one scheduling round is over. Submit the
+		 * SQEs it prepared, reap, fire timers; any of these may make
+		 * tasks runnable here. */
+		if (weft__ring_busy(&w->ring) && weft__ring_poll(&w->ring) > 0)
+			continue;
+		if (fire_timers(w))
+			continue;
+		if (w->lifo || weft__runq_len(&w->runq))
+			continue;
+		if (atomic_load_explicit(&rt->stop, memory_order_acquire))
+			return NULL;
+		if ((t = steal_work(w))) {
+			found_work(w);
+			return t;
+		}
+		worker_park(w);
+	}
+}
+
+static void worker_loop(struct weft__worker *w)
+{
+	struct weft_task *t;
+	while ((t = find_work(w))) {
+		do
+			t = run_task(w, t);
+		while (t);
+	}
+}
+
+/* ------------------------------------------------------------ workers --- */
+
+static void *worker_main(void *arg)
+{
+	struct weft__worker *w = arg;
+	struct weft_rt *rt = w->rt;
+	char why[128] = "";
+	int err = weft__ring_init(&w->ring, rt->ring_entries, why, sizeof why);
+	bool ring_ok = !err;
+	if (!err)
+		err = weft__stack_cache_create(&w->stacks, rt->stack_pool);
+	if (!err)
+		err = weft__stack_thread_init();
+	tls_worker = err ? NULL : w;
+	weft__ctx_init_thread(&w->sched_ctx);
+
+	pthread_mutex_lock(&rt->start_lock);
+	if (err && !rt->start_err) {
+		rt->start_err = err;
+		snprintf(rt->start_why, sizeof rt->start_why, "%s", why[0] ? why : strerror(-err));
+	}
+	rt->started++;
+	pthread_cond_broadcast(&rt->start_cond);
+	while (rt->started != rt->nworkers || (rt->start_err && !atomic_load(&rt->stop)))
+		pthread_cond_wait(&rt->start_cond, &rt->start_lock);
+	pthread_mutex_unlock(&rt->start_lock);
+
+	if (!rt->start_err)
+		worker_loop(w);
+
+	if (w->stacks)
+		weft__stack_cache_destroy(w->stacks);
+	if (ring_ok)
+		weft__ring_exit(&w->ring);
+	weft__ctx_release(&w->sched_ctx);
+	weft__stack_thread_exit();
+	tls_worker = NULL;
+	return NULL;
+}
+
+static unsigned default_workers(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0) {
+		int n = CPU_COUNT(&set);
+		if (n > 0)
+			return (unsigned)n;
+	}
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static void rt_free(struct weft_rt *rt)
+{
+	if (rt->workers) {
+		for (unsigned i = 0; i < rt->nworkers; i++)
+			weft__timer_heap_fini(&rt->workers[i].timers);
+		free(rt->workers);
+	}
+	struct weft__slab *s = rt->slabs;
+	while (s) {
+		struct weft__slab *n = s->next;
+		free(s);
+		s = n;
+	}
+	if (rt->stack_pool)
+		weft__stack_pool_destroy(rt->stack_pool);
+	free(rt->idle);
+	pthread_mutex_destroy(&rt->inject_lock);
+	pthread_mutex_destroy(&rt->idle_lock);
+	pthread_mutex_destroy(&rt->pool_lock);
+	pthread_mutex_destroy(&rt->start_lock);
+	pthread_cond_destroy(&rt->start_cond);
+	free(rt);
+}
+
+WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (worker_current())
+		return -EPERM;
+	struct weft_config c = cfg ? *cfg : (struct weft_config){0};
+	if (c.workers > 4096 || (c.flags & ~WEFT_RT_PARENT_FIRST) ||
+	    (c.ring_entries && (c.ring_entries > 32768)))
+		return -EINVAL;
+	size_t stack_size;
+	int err = weft__stack_size_check(c.stack_size ? c.stack_size : WEFT_STACK_DEFAULT,
+	                                 &stack_size);
+	if (err)
+		return err;
+
+	struct weft_rt *rt = calloc(1, sizeof *rt);
+	if (!rt)
+		return -ENOMEM;
+	rt->nworkers = c.workers ? c.workers : default_workers();
+	rt->flags = c.flags;
+	rt->stack_size = stack_size;
+	rt->ring_entries = c.ring_entries ? c.ring_entries : 256;
+	pthread_mutex_init(&rt->inject_lock, NULL);
+	pthread_mutex_init(&rt->idle_lock, NULL);
+	pthread_mutex_init(&rt->pool_lock, NULL);
+	pthread_mutex_init(&rt->start_lock, NULL);
+	pthread_cond_init(&rt->start_cond, NULL);
+	atomic_init(&rt->next_id, 1);
+
+	rt->workers = aligned_alloc(64, sizeof *rt->workers * rt->nworkers);
+	rt->idle = calloc(rt->nworkers, sizeof *rt->idle);
+	if (!rt->workers || !rt->idle) {
+		free(rt->workers);
+		rt->workers = NULL;
+		rt_free(rt);
+		return -ENOMEM;
+	}
+	memset(rt->workers, 0, sizeof *rt->workers * rt->nworkers);
+	err = weft__stack_pool_create(&rt->stack_pool, stack_size);
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct weft__worker *w = &rt->workers[i];
+		w->rt = rt;
+		w->index = i;
+		w->rng = 0x9e3779b9u * (i + 1);
+		weft__runq_init(&w->runq);
+		if (!err)
+			err = weft__timer_heap_init(&w->timers);
+	}
+	if (err) {
+		rt_free(rt);
+		return err;
+	}
+
+	unsigned created = 0;
+	for (; created < rt->nworkers; created++) {
+		struct weft__worker *w = &rt->workers[created];
+		if ((err = -pthread_create(&w->thread, NULL, worker_main, w)))
+			break;
+	}
+	pthread_mutex_lock(&rt->start_lock);
+	if (err) {
+		/* Fewer threads than planned: tell those that exist to leave. */
+		rt->start_err = err;
+		rt->nworkers = created;
+		snprintf(rt->start_why, sizeof rt->start_why, "cannot start worker threads");
+		pthread_cond_broadcast(&rt->start_cond);
+	}
+	while (rt->started != rt->nworkers)
+		pthread_cond_wait(&rt->start_cond, &rt->start_lock);
+	err = rt->start_err;
+	if (err) {
+		atomic_store(&rt->stop, 1);
+		pthread_cond_broadcast(&rt->start_cond);
+	}
+	pthread_mutex_unlock(&rt->start_lock);
+
+	if (err) {
+		fprintf(stderr, "weft: cannot create runtime: %s\n", rt->start_why);
+		for (unsigned i = 0; i < created; i++)
+			pthread_join(rt->workers[i].thread, NULL);
+		rt_free(rt);
+		return err;
+	}
+	*out = rt;
+	return 0;
+}
+
+WEFT_API unsigned weft_rt_workers(const weft_rt *rt)
+{
+	return rt ? rt->nworkers : 0;
+}
+
+WEFT_API weft_rt *weft_rt_current(void)
+{
+	struct weft__worker *w = worker_current();
+	return w ? w->rt : NULL;
+}
+
+/* ------------------------------------------------------------- spawn --- */
+
+static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, void *arg,
+                       const struct weft_spawn_opts *o, bool joinable, struct weft_task **out)
+{
+	if (!fn)
+		return -EINVAL;
+	if (o && o->flags)
+		return -EINVAL;
+	size_t ssize = 0;
+	if (o && o->stack_size) {
+		int err = weft__stack_size_check(o->stack_size, &ssize);
+		if (err)
+			return err;
+	}
+	struct weft_task *t = task_alloc(rt, w);
+	if (!t)
+		return -ENOMEM;
+
+	/* A task's stack is taken at spawn so a failure is reported here.
+	 * Workers take from their own cache; other threads through a
+	 * temporary cache on the shared pool. */
+	struct weft__stack *s = NULL;
+	int err;
+	if (w && w->rt == rt) {
+		err = ssize && ssize != rt->stack_size
+		      ? weft__stack_get_size(w->stacks, ssize, &s)
+		      : weft__stack_get(w->stacks, &s);
+	} else {
+		struct weft__stack_cache *c;
+		err = weft__stack_cache_create(&c, rt->stack_pool);
+		if (!err) {
+			err = ssize && ssize != rt->stack_size
+			      ? weft__stack_get_size(c, ssize, &s)
+			      : weft__stack_get(c, &s);
+			weft__stack_cache_destroy(c);
+		}
+	}
+	if (err) {
+		task_free(rt, w, t);
+		return err;
+	}
+
+	uint64_t id;
+	if (w && w->rt == rt) {
+		if (w->next_id == w->last_id) {
+			w->next_id = atomic_fetch_add_explicit(&rt->next_id, 1024, memory_order_relaxed);
+			w->last_id = w->next_id + 1024;
+		}
+		id = w->next_id++;
+	} else {
+		id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed);
+	}
+
+	t->stack = s;
+	t->fn = fn;
+	t->arg = arg;
+	t->ret = NULL;
+	t->rt = rt;
+	t->id = id;
+	t->stack_size = ssize;
+	if (o && o->name)
+		snprintf(t->name, sizeof t->name, "%s", o->name);
+	else
+		t->name[0] = 0;
+	s->owner_id = id;
+	s->owner_name = t->name;
+	t->join_lock = (weft__lock)WEFT__LOCK_INIT;
+	t->finished = false;
+	t->has_joiner = false;
+	t->ext_done = NULL;
+	t->shield = 0;
+	atomic_store_explicit(&t->wait_flags, 0, memory_order_relaxed);
+	/* wait_seq carries on from the record's previous life, so waiters
+	 * left over from then can never match again. */
+	atomic_store_explicit(&t->wait, t->wait_seq << 1, memory_order_relaxed);
+	atomic_store_explicit(&t->timer.heap, NULL, memory_order_relaxed);
+	atomic_store_explicit(&t->refs, joinable ? 2 : 1, memory_order_relaxed);
+	atomic_store_explicit(&t->alive, 1, memory_order_relaxed);
+	atomic_store_explicit(&t->state, WEFT__T_RUNNABLE, memory_order_relaxed);
+	/* seq_cst on both: pairs with weft_rt_destroy, which sets shutdown and
+	 * then counts live tasks; a task it does not count starts cancelled. */
+	atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
+	atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&rt->shutdown, memory_order_seq_cst))
+		atomic_store_explicit(&t->cancel, 1, memory_order_relaxed);
+	weft__ctx_make(&t->ctx, s->lo, s->size, task_entry);
+	*out = t;
+	return 0;
+}
+
+WEFT_API int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
+                             const struct weft_spawn_opts *opts)
+{
+	struct weft__worker *w = worker_current();
+	if (!w || !w->current)
+		return -EPERM;
+	struct weft_task *t;
+	int err = task_create(w->rt, w, fn, arg, opts, out != NULL, &t);
+	if (err)
+		return err;
+	if (out)
+		*out = t;
+	if (w->rt->flags & WEFT_RT_PARENT_FIRST) {
+		ready(t);
+		return 0;
+	}
+	w->action_task = t;
+	switch_out(w->current, WEFT__A_SPAWN);
+	return 0;
+}
+
+WEFT_API int weft_spawn(weft_task **out, weft_fn fn, void *arg)
+{
+	return weft_spawn_opts(out, fn, arg, NULL);
+}
+
+WEFT_API int weft_rt_spawn(weft_rt *rt, weft_task **out, weft_fn fn, void *arg)
+{
+	if (!rt)
+		return -EINVAL;
+	struct weft__worker *w = worker_current();
+	struct weft_task *t;
+	int err = task_create(rt, w && w->rt == rt ? w : NULL, fn, arg, NULL, out != NULL, &t);
+	if (err)
+		return err;
+	if (out)
+		*out = t;
+	ready(t);
+	return 0;
+}
+
+WEFT_API int weft_rt_run(weft_rt *rt, weft_fn fn, void *arg, void **ret)
+{
+	if (!rt || !fn)
+		return -EINVAL;
+	if (worker_current())
+		return -EPERM;
+	struct weft_task *t;
+	int err = task_create(rt, NULL, fn, arg, NULL, true, &t);
+	if (err)
+		return err;
+	_Atomic uint32_t done = 0;
+	t->ext_done = &done;
+	snprintf(t->name, sizeof t->name, "main");
+	ready(t);
+	/* acquire: pairs with the release in task_finish; t->ret is then ours. */
+	while (!atomic_load_explicit(&done, memory_order_acquire))
+		futex_wait(&done, 0);
+	if (ret)
+		*ret = t->ret;
+	/* The exiting worker may still be inside task_finish touching t;
+	 * our reference keeps the record alive until it is done with it. */
+	task_unref(t);
+	return 0;
+}
+
+/* ------------------------------------------------------------- waits --- */
+
+static void wait_timer_fire(struct weft__timer *tm)
+{
+	struct weft_task *t = (struct weft_task *)((char *)tm - offsetof(struct weft_task, timer));
+	/* The timer belongs to the wait that armed it: that wait's seq is the
+	 * current wait_seq of t unless the wait already ended, in which case
+	 * the claim below fails harmlessly. Reading wait_seq here races with
+	 * nothing: it changes only when t opens a new wait, after it removed
+	 * this timer under this heap's lock, which we hold. */
+	struct weft__waiter w = { t, t->wait_seq };
+	weft__wait_claim_wake(&w, -ETIMEDOUT);
+}
+
+/*
+ * The calling task opened a wait and then lost the claim on it to a canceller
+ * before it could park: that canceller is about to call wake_task (or has),
+ * which will find the task RUNNING and leave NOTIFIED. Consume that wake here
+ * rather than by parking, since the caller may hold a spinlock: wait for the
+ * NOTIFIED (the canceller is between two instructions of its own) and return
+ * to RUNNING, so the wake cannot land on a later wait.
+ */
+static void absorb_wake(struct weft_task *t)
+{
+	for (unsigned spins = 0;; spins++) {
+		uint32_t s = WEFT__T_NOTIFIED;
+		/* acquire: pairs with the waker's release CAS to NOTIFIED. */
+		if (atomic_compare_exchange_weak_explicit(&t->state, &s, WEFT__T_RUNNING,
+		                                          memory_order_acquire,
+		                                          memory_order_relaxed))
+			return;
+		if (spins > 64)
+			sched_yield();      /* the canceller was preempted */
+		else
+			ck_pr_stall();
+	}
+}
+
+int weft__wait_begin(struct weft__waiter *wt, uint64_t deadline, unsigned flags)
+{
+	struct weft__worker *w = worker_current();
+	struct weft_task *t = w ? w->current : NULL;
+	if (!t)
+		return -EPERM;
+	if (t->shield)
+		flags &= ~WEFT__WAIT_CANCELLABLE;
+	if (deadline && deadline <= weft_now())
+		return -ETIMEDOUT;
+	if ((flags & WEFT__WAIT_CANCELLABLE) &&
+	    atomic_load_explicit(&t->cancel, memory_order_relaxed))
+		return -ECANCELED;   /* fast path: nothing opened yet */
+	uint64_t seq = ++t->wait_seq;
+	wt->task = t;
+	wt->seq = seq;
+	/* relaxed: published by the seq_cst store of `wait` below, which a
+	 * canceller reads before it reads the flags. */
+	atomic_store_explicit(&t->wait_flags, flags, memory_order_relaxed);
+	t->wake_reason = 0;
+	/* seq_cst: Dekker pair with weft_cancel (store cancel; load wait). */
+	atomic_store_explicit(&t->wait, (seq << 1) | 1, memory_order_seq_cst);
+	if ((flags & WEFT__WAIT_CANCELLABLE) &&
+	    atomic_load_explicit(&t->cancel, memory_order_seq_cst)) {
+		if (!weft__wait_claim(wt))
+			absorb_wake(t);
+		return -ECANCELED;
+	}
+	if (deadline) {
+		t->timer.deadline = deadline;
+		t->timer.fire = wait_timer_fire;
+		int err = weft__timer_add(&w->timers, &t->timer);
+		if (err) {
+			if (!weft__wait_claim(wt))
+				absorb_wake(t);
+			return err;
+		}
+	}
+	return 0;
+}
+
+int weft__wait_park(struct weft__waiter *wt, void (*unlock)(void *), void *arg)
+{
+	struct weft__worker *w = worker_current();
+	struct weft_task *t = wt->task;
+	w->unlock = unlock;
+	w->unlock_arg = arg;
+	switch_out(t, WEFT__A_PARK);
+	/* Woken: the winner's wake_reason is visible (see the state machine).
+	 * Take the timer down before the next wait can re-arm it; if it is
+	 * firing right now, weft__timer_cancel waits for that to finish. */
+	weft__timer_cancel(&t->timer);
+	return t->wake_reason;
+}
+
+bool weft__wait_claim(const struct weft__waiter *wt)
+{
+	uint64_t open = (wt->seq << 1) | 1;
+	/* acq_rel: acquire orders the claimer's hand-over after the waiter's
+	 * registration; release publishes the close to later claimers. */
+	return atomic_compare_exchange_strong_explicit(&wt->task->wait, &open, wt->seq << 1,
+	                                               memory_order_acq_rel,
+	                                               memory_order_relaxed);
+}
+
+void weft__wait_wake(const struct weft__waiter *wt, int reason)
+{
+	wt->task->wake_reason = reason;
+	wake_task(wt->task);
+}
+
+unsigned weft__cancel_shield_push(void)
+{
+	struct weft__worker *w = worker_current();
+	if (!w || !w->current)
+		return 0;
+	return w->current->shield++;
+}
+
+void weft__cancel_shield_pop(void)
+{
+	struct weft__worker *w = worker_current();
+	if (w && w->current && w->current->shield)
+		w->current->shield--;
+}
+
+struct weft__ring *weft__current_ring(void)
+{
+	struct weft__worker *w = worker_current();
+	return w ? &w->ring : NULL;
+}
+
+void weft__ring_call(struct weft__ring *r, struct weft__remote_call *c)
+{
+	struct weft__worker *w = (struct weft__worker *)((char *)r - offsetof(struct weft__worker, ring));
+	struct weft__remote_call *head = atomic_load_explicit(&w->calls, memory_order_relaxed);
+	do
+		c->next = head;
+	/* release: publishes *c to the owner's acquire exchange; seq_cst so the
+	 * load of `parked` below cannot move before it (Dekker with worker_park). */
+	while (!atomic_compare_exchange_weak_explicit(&w->calls, &head, c,
+	                                              memory_order_seq_cst,
+	                                              memory_order_relaxed));
+	if (atomic_load_explicit(&w->parked, memory_order_seq_cst)) {
+		struct weft__worker *self = worker_current();
+		weft__ring_wake(self && self->rt ? &self->ring : NULL, r);
+	}
+}
+
+/* --------------------------------------------------------- public API --- */
+
+WEFT_API weft_task *weft_self(void)
+{
+	struct weft__worker *w = worker_current();
+	return w ? w->current : NULL;
+}
+
+WEFT_API int weft_worker_id(void)
+{
+	struct weft__worker *w = worker_current();
+	return w ? (int)w->index : -1;
+}
+
+WEFT_API uint64_t weft_task_id(const weft_task *t)
+{
+	return t ? t->id : 0;
+}
+
+WEFT_API const char *weft_task_name(const weft_task *t)
+{
+	return t ? t->name : "";
+}
+
+WEFT_API void weft_set_name(const char *name)
+{
+	struct weft_task *t = weft_self();
+	if (t)
+		snprintf(t->name, sizeof t->name, "%s", name ? name : "");
+}
+
+WEFT_API void weft_yield(void)
+{
+	struct weft__worker *w = worker_current();
+	if (w && w->current)
+		switch_out(w->current, WEFT__A_YIELD);
+}
+
+WEFT_API bool weft_cancelled(void)
+{
+	struct weft_task *t = weft_self();
+	return t && atomic_load_explicit(&t->cancel, memory_order_relaxed);
+}
+
+WEFT_API int weft_sleep(uint64_t ns)
+{
+	struct weft__waiter wt;
+	uint64_t now = weft_now();
+	uint64_t deadline = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
+	if (ns == 0) {
+		if (!weft_self())
+			return -EPERM;
+		weft_yield();
+		return weft_cancelled() ? -ECANCELED : 0;
+	}
+	int err = weft__wait_begin(&wt, deadline, WEFT__WAIT_CANCELLABLE);
+	if (err)
+		return err == -ETIMEDOUT ? 0 : err;
+	int r = weft__wait_park(&wt, NULL, NULL);
+	return r == -ETIMEDOUT ? 0 : r;
+}
+
+static void unlock_join(void *arg)
+{
+	weft__unlock(arg);
+}
+
+WEFT_API int weft_join(weft_task *t, void **ret)
+{
+	struct weft_task *self = weft_self();
+	if (!self)
+		return -EPERM;
+	if (!t)
+		return -EINVAL;
+	if (t == self)
+		return -EDEADLK;
+	weft__lock_acquire(&t->join_lock);
+	if (!t->finished) {
+		if (t->has_joiner) {
+			weft__unlock(&t->join_lock);
+			return -EINVAL;             /* joined twice at once */
+		}
+		struct weft__waiter wt;
+		int err = weft__wait_begin(&wt, 0, WEFT__WAIT_CANCELLABLE);
+		if (err) {
+			weft__unlock(&t->join_lock);
+			return err;
+		}
+		t->joiner = wt;
+		t->has_joiner = true;
+		int r = weft__wait_park(&wt, unlock_join, &t->join_lock);
+		if (r) {
+			weft__lock_acquire(&t->join_lock);
+			if (t->has_joiner && t->joiner.seq == wt.seq && t->joiner.task == self)
+				t->has_joiner = false;
+			weft__unlock(&t->join_lock);
+			return r;                   /* t stays joinable */
+		}
+		weft__lock_acquire(&t->join_lock);
+	}
+	weft__unlock(&t->join_lock);
+	if (ret)
+		*ret = t->ret;
+	task_unref(t);
+	return 0;
+}
+
+WEFT_API int weft_cancel(weft_task *t)
+{
+	if (!t)
+		return -EINVAL;
+	/* seq_cst: Dekker pair with weft__wait_begin (store wait; load cancel). */
+	atomic_store_explicit(&t->cancel, 1, memory_order_seq_cst);
+	uint64_t wv = atomic_load_explicit(&t->wait, memory_order_seq_cst);
+	if (!(wv & 1))
+		return 0;                       /* not waiting: it sees the flag */
+	/* wait_flags was written before the seq_cst store that opened this
+	 * wait, which we read: it is the open wait's. */
+	if (!(atomic_load_explicit(&t->wait_flags, memory_order_relaxed) & WEFT__WAIT_CANCELLABLE))
+		return 0;
+	struct weft__waiter wt = { t, wv >> 1 };
+	weft__wait_claim_wake(&wt, -ECANCELED);
+	return 0;
+}
+
+/* ------------------------------------------------------------ destroy --- */
+
+WEFT_API int weft_rt_destroy(weft_rt *rt)
+{
+	if (!rt)
+		return -EINVAL;
+	if (worker_current() && worker_current()->rt == rt)
+		return -EPERM;
+	/* seq_cst: pairs with task_create's live increment + shutdown check. */
+	atomic_store_explicit(&rt->shutdown, 1, memory_order_seq_cst);
+	uint64_t start = weft_now();
+	bool warned = false;
+	for (;;) {
+		uint64_t live = atomic_load_explicit(&rt->live, memory_order_acquire);
+		if (live == 0)
+			break;
+		pthread_mutex_lock(&rt->pool_lock);
+		for (struct weft__slab *s = rt->slabs; s; s = s->next)
+			for (unsigned i = 0; i < s->n; i++)
+				if (atomic_load_explicit(&s->tasks[i].alive, memory_order_relaxed))
+					weft_cancel(&s->tasks[i]);
+		pthread_mutex_unlock(&rt->pool_lock);
+		if (!warned && weft_now() - start > 5000000000ull) {
+			warned = true;
+			fprintf(stderr, "weft: weft_rt_destroy: %llu coroutine(s) still running after "
+			        "cancellation; waiting for them to return\n", (unsigned long long)live);
+		}
+		struct timespec ts = { 0, 1000000 };   /* 1 ms between sweeps */
+		nanosleep(&ts, NULL);
+	}
+	atomic_store_explicit(&rt->stop, 1, memory_order_seq_cst);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		weft__ring_wake(NULL, &rt->workers[i].ring);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		pthread_join(rt->workers[i].thread, NULL);
+	rt_free(rt);
+	return 0;
+}

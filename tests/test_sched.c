@@ -1,0 +1,500 @@
+/*
+ * Runtime core: lifecycle, spawn/join/cancel, park/wake races, sleep, idle
+ * CPU. Every suite runs with 1, 2, 4 and 64 workers (64 oversubscribes this
+ * machine on purpose: preempted workers must not lose or duplicate work).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "weft.h"
+#include "sched/wait.h"
+
+static const unsigned worker_counts[] = { 1, 2, 4, 64 };
+#define FOR_EACH_WORKERS(n) \
+	for (unsigned _i = 0, n; _i < 4 && ((n = worker_counts[_i]), 1); _i++)
+
+static weft_rt *make_rt(unsigned workers)
+{
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = workers };
+	int err = weft_rt_create(&rt, &cfg);
+	cr_assert_eq(err, 0, "weft_rt_create(%u workers): %s", workers, weft_strerror(err));
+	return rt;
+}
+
+static void *run_main(unsigned workers, weft_fn fn, void *arg)
+{
+	weft_rt *rt = make_rt(workers);
+	void *ret = (void *)0xdead;
+	cr_assert_eq(weft_rt_run(rt, fn, arg, &ret), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	return ret;
+}
+
+/* ------------------------------------------------------------- basics --- */
+
+static void *ret_arg(void *arg) { return arg; }
+
+Test(sched, run_returns_result)
+{
+	FOR_EACH_WORKERS(n)
+		cr_assert_eq(run_main(n, ret_arg, (void *)0x1234), (void *)0x1234);
+}
+
+Test(sched, bad_config_rejected)
+{
+	weft_rt *rt = (weft_rt *)1;
+	struct weft_config small = { .stack_size = 1024 };
+	cr_assert_eq(weft_rt_create(&rt, &small), -EINVAL);
+	cr_assert_null(rt);
+	struct weft_config flags = { .flags = 0x80 };
+	cr_assert_eq(weft_rt_create(&rt, &flags), -EINVAL);
+	cr_assert_eq(weft_rt_create(NULL, NULL), -EINVAL);
+}
+
+Test(sched, blocking_outside_coroutine_is_eperm)
+{
+	cr_assert_eq(weft_sleep(1000), -EPERM);
+	cr_assert_eq(weft_spawn(NULL, ret_arg, NULL), -EPERM);
+	cr_assert_eq(weft_join((weft_task *)8, NULL), -EPERM);
+	cr_assert_null(weft_self());
+	cr_assert_eq(weft_worker_id(), -1);
+	weft_yield();   /* a no-op, must not crash */
+}
+
+static void *join_self(void *arg)
+{
+	return (void *)(intptr_t)weft_join(weft_self(), NULL);
+}
+
+Test(sched, join_self_is_edeadlk)
+{
+	cr_assert_eq((intptr_t)run_main(2, join_self, NULL), -EDEADLK);
+}
+
+static void *in_coroutine_checks(void *arg)
+{
+	weft_rt *rt = arg;
+	cr_assert_eq(weft_rt_current(), rt);
+	cr_assert_not_null(weft_self());
+	cr_assert_neq(weft_task_id(weft_self()), 0);
+	cr_assert_str_eq(weft_task_name(weft_self()), "main");
+	weft_set_name("renamed");
+	cr_assert_str_eq(weft_task_name(weft_self()), "renamed");
+	int id = weft_worker_id();
+	cr_assert(id >= 0 && (unsigned)id < weft_rt_workers(rt));
+	/* the runtime's own calls refuse to run on a worker */
+	weft_rt *other;
+	cr_assert_eq(weft_rt_create(&other, NULL), -EPERM);
+	cr_assert_eq(weft_rt_destroy(rt), -EPERM);
+	cr_assert_eq(weft_rt_run(rt, ret_arg, NULL, NULL), -EPERM);
+	return NULL;
+}
+
+Test(sched, identity_inside_coroutine)
+{
+	weft_rt *rt = make_rt(2);
+	cr_assert_eq(weft_rt_run(rt, in_coroutine_checks, rt, NULL), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+}
+
+/* --------------------------------------------------- spawn and join --- */
+
+static _Atomic long counter;
+
+static void *bump(void *arg)
+{
+	atomic_fetch_add_explicit(&counter, (long)(intptr_t)arg, memory_order_relaxed);
+	return arg;
+}
+
+enum { MILLION = 1000000, CHUNK = 1000 };
+
+static void *spawn_million(void *arg)
+{
+	/* 1,000,000 joinable coroutines, joined in chunks so the handles fit */
+	static __thread int dummy;   /* keep a TLS object around; never cached */
+	(void)dummy;
+	weft_task *t[CHUNK];
+	long sum = 0;
+	for (int c = 0; c < MILLION / CHUNK; c++) {
+		for (int i = 0; i < CHUNK; i++)
+			cr_assert_eq(weft_spawn(&t[i], bump, (void *)(intptr_t)1), 0);
+		for (int i = 0; i < CHUNK; i++) {
+			void *r;
+			cr_assert_eq(weft_join(t[i], &r), 0);
+			sum += (intptr_t)r;
+		}
+	}
+	return (void *)sum;
+}
+
+Test(sched, million_spawned_and_joined, .timeout = 600)
+{
+	FOR_EACH_WORKERS(n) {
+		atomic_store(&counter, 0);
+		cr_assert_eq((intptr_t)run_main(n, spawn_million, NULL), MILLION, "workers=%u", n);
+		cr_assert_eq(atomic_load(&counter), MILLION);
+	}
+}
+
+static void *skynet(void *arg)
+{
+	/* arg packs num and size: size in the low 24 bits */
+	long num = (long)((uintptr_t)arg >> 24), size = (long)((uintptr_t)arg & 0xffffff);
+	if (size == 1)
+		return (void *)num;
+	weft_task *t[10];
+	long sub = size / 10, sum = 0;
+	for (long i = 0; i < 10; i++)
+		cr_assert_eq(weft_spawn(&t[i], skynet,
+		                        (void *)(((uintptr_t)(num + i * sub) << 24) | (uintptr_t)sub)), 0);
+	for (int i = 0; i < 10; i++) {
+		void *r;
+		cr_assert_eq(weft_join(t[i], &r), 0);
+		sum += (long)r;
+	}
+	return (void *)sum;
+}
+
+Test(sched, skynet_100k_leaves, .timeout = 600)
+{
+	FOR_EACH_WORKERS(n) {
+		long r = (long)run_main(n, skynet, (void *)(uintptr_t)100000);
+		cr_assert_eq(r, 4999950000L, "workers=%u: skynet(100000) = %ld", n, r);
+	}
+}
+
+static void *slow_child(void *arg)
+{
+	weft_sleep(1000000);
+	return arg;
+}
+
+static void *join_finished(void *arg)
+{
+	weft_task *t;
+	cr_assert_eq(weft_spawn(&t, ret_arg, (void *)7), 0);
+	/* child-first: it ran to completion before we got here; make sure of it
+	 * anyway for the parent-first policy */
+	for (int i = 0; i < 10; i++)
+		weft_yield();
+	void *r;
+	cr_assert_eq(weft_join(t, &r), 0);
+	cr_assert_eq(r, (void *)7);
+	cr_assert_eq(weft_spawn(&t, slow_child, (void *)8), 0);
+	cr_assert_eq(weft_join(t, &r), 0);
+	cr_assert_eq(r, (void *)8);
+	return NULL;
+}
+
+Test(sched, join_before_and_after_finish)
+{
+	FOR_EACH_WORKERS(n)
+		run_main(n, join_finished, NULL);
+}
+
+Test(sched, parent_first_policy)
+{
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 2, .flags = WEFT_RT_PARENT_FIRST };
+	cr_assert_eq(weft_rt_create(&rt, &cfg), 0);
+	void *r;
+	cr_assert_eq(weft_rt_run(rt, skynet, (void *)(uintptr_t)10000, &r), 0);
+	cr_assert_eq((long)r, 49995000L);
+	cr_assert_eq(weft_rt_run(rt, join_finished, NULL, NULL), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+}
+
+static void *named(void *arg)
+{
+	return (void *)weft_task_name(weft_self());
+}
+
+static void *spawn_opts(void *arg)
+{
+	struct weft_spawn_opts o = { .name = "a-rather-long-coroutine-name-over-31-bytes",
+	                             .stack_size = 256 * 1024 };
+	weft_task *t;
+	cr_assert_eq(weft_spawn_opts(&t, named, NULL, &o), 0);
+	void *r;
+	cr_assert_eq(weft_join(t, &r), 0);
+	/* the name is copied; the record is recycled after join, so compare now */
+	struct weft_spawn_opts bad = { .stack_size = 100 };
+	cr_assert_eq(weft_spawn_opts(&t, named, NULL, &bad), -EINVAL);
+	struct weft_spawn_opts badflags = { .flags = 1 };
+	cr_assert_eq(weft_spawn_opts(&t, named, NULL, &badflags), -EINVAL);
+	cr_assert_eq(weft_spawn(&t, NULL, NULL), -EINVAL);
+	return NULL;
+}
+
+Test(sched, spawn_options)
+{
+	run_main(2, spawn_opts, NULL);
+}
+
+/* -------------------------------------------------------- cancellation --- */
+
+static void *sleeper(void *arg)
+{
+	return (void *)(intptr_t)weft_sleep(3600ull * 1000000000ull);   /* an hour */
+}
+
+static void *joiner(void *arg)
+{
+	return (void *)(intptr_t)weft_join(arg, NULL);
+}
+
+static void *cancel_cases(void *arg)
+{
+	/* cancel during sleep */
+	weft_task *s;
+	cr_assert_eq(weft_spawn(&s, sleeper, NULL), 0);
+	weft_sleep(100000);
+	cr_assert_eq(weft_cancel(s), 0);
+	void *r;
+	cr_assert_eq(weft_join(s, &r), 0);
+	cr_assert_eq((intptr_t)r, -ECANCELED);
+
+	/* cancel during join: j joins a sleeper; cancel j, then the sleeper */
+	weft_task *s2, *j;
+	cr_assert_eq(weft_spawn(&s2, sleeper, NULL), 0);
+	cr_assert_eq(weft_spawn(&j, joiner, s2), 0);
+	weft_sleep(100000);
+	weft_cancel(j);
+	cr_assert_eq(weft_join(j, &r), 0);
+	cr_assert_eq((intptr_t)r, -ECANCELED, "a cancelled join returns -ECANCELED");
+	/* s2 stays joinable after its joiner was cancelled */
+	weft_cancel(s2);
+	cr_assert_eq(weft_join(s2, &r), 0);
+	cr_assert_eq((intptr_t)r, -ECANCELED);
+
+	/* cancel before the first blocking call: the sleep fails at once */
+	cr_assert_eq(weft_spawn(&s, sleeper, NULL), 0);
+	weft_cancel(s);
+	cr_assert_eq(weft_join(s, &r), 0);
+	cr_assert_eq((intptr_t)r, -ECANCELED);
+
+	/* cancelling a finished coroutine is a no-op */
+	cr_assert_eq(weft_spawn(&s, ret_arg, (void *)3), 0);
+	for (int i = 0; i < 5; i++)
+		weft_yield();
+	cr_assert_eq(weft_cancel(s), 0);
+	cr_assert_eq(weft_join(s, &r), 0);
+	cr_assert_eq(r, (void *)3);
+	return NULL;
+}
+
+Test(sched, cancel_sleep_and_join)
+{
+	FOR_EACH_WORKERS(n)
+		run_main(n, cancel_cases, NULL);
+}
+
+static void *cancel_race_one(void *arg)
+{
+	weft_task *s;
+	void *r;
+	for (int i = 0; i < 2000; i++) {
+		cr_assert_eq(weft_spawn(&s, sleeper, NULL), 0);
+		if (i & 1)
+			weft_yield();       /* vary where the cancel lands */
+		weft_cancel(s);
+		cr_assert_eq(weft_join(s, &r), 0);
+		cr_assert_eq((intptr_t)r, -ECANCELED, "round %d", i);
+	}
+	return NULL;
+}
+
+static void *cancel_race(void *arg)
+{
+	weft_task *t[8];
+	for (int i = 0; i < 8; i++)
+		weft_spawn(&t[i], cancel_race_one, NULL);
+	for (int i = 0; i < 8; i++)
+		weft_join(t[i], NULL);
+	return NULL;
+}
+
+Test(sched, cancel_races_with_parking, .timeout = 300)
+{
+	FOR_EACH_WORKERS(n)
+		run_main(n, cancel_race, NULL);
+}
+
+/* -------------------------------------------------- park/wake races --- */
+
+/*
+ * A parks on a raw wait and publishes its waiter; B (elsewhere) claims and
+ * wakes it as soon as it sees it, often while A is still switching out — the
+ * NOTIFIED path. Each round A must be resumed exactly once, with B's reason.
+ */
+struct pw {
+	_Atomic(struct weft__waiter *) slot;
+	_Atomic int stop;
+};
+
+enum { PW_ROUNDS = 20000 };
+
+static void *pw_parker(void *arg)
+{
+	struct pw *p = arg;
+	for (int i = 0; i < PW_ROUNDS; i++) {
+		struct weft__waiter w;
+		cr_assert_eq(weft__wait_begin(&w, 0, 0), 0);
+		atomic_store_explicit(&p->slot, &w, memory_order_release);
+		int r = weft__wait_park(&w, NULL, NULL);
+		cr_assert_eq(r, i + 1, "round %d woken with %d", i, r);
+	}
+	atomic_store(&p->stop, 1);
+	return NULL;
+}
+
+static void *pw_waker(void *arg)
+{
+	struct pw *p = arg;
+	int round = 0;
+	for (long spins = 0; !atomic_load(&p->stop) && spins < 2000000000L; spins++) {
+		struct weft__waiter *w = atomic_exchange_explicit(&p->slot, NULL, memory_order_acquire);
+		if (!w) {
+			if ((spins & 63) == 0)
+				weft_yield();     /* on 1 worker, let the parker run */
+			continue;
+		}
+		cr_assert(weft__wait_claim(w), "claim of round %d failed", round);
+		cr_assert_not(weft__wait_claim(w), "claimed twice");
+		weft__wait_wake(w, ++round);
+	}
+	return (void *)(intptr_t)round;
+}
+
+static void *park_wake_race(void *arg)
+{
+	struct pw p = { NULL, 0 };
+	weft_task *a, *b;
+	weft_spawn(&b, pw_waker, &p);
+	weft_spawn(&a, pw_parker, &p);
+	void *r;
+	weft_join(a, NULL);
+	weft_join(b, &r);
+	cr_assert_eq((intptr_t)r, PW_ROUNDS);
+	return NULL;
+}
+
+Test(sched, park_wake_race, .timeout = 300)
+{
+	FOR_EACH_WORKERS(n)
+		run_main(n, park_wake_race, NULL);
+}
+
+/* ----------------------------------------------------------- timers --- */
+
+static void *sleep_order(void *arg)
+{
+	uint64_t t0 = weft_now();
+	cr_assert_eq(weft_sleep(20 * 1000000), 0);
+	uint64_t dt = weft_now() - t0;
+	cr_assert_geq(dt, 20 * 1000000ull, "woke early: %llu ns", (unsigned long long)dt);
+	cr_assert_lt(dt, 10ull * 1000000000ull, "10 s late");
+	cr_assert_eq(weft_sleep(0), 0);
+	return NULL;
+}
+
+Test(sched, sleep_at_least)
+{
+	FOR_EACH_WORKERS(n)
+		run_main(n, sleep_order, NULL);
+}
+
+static _Atomic long sleepers_done;
+
+static void *short_sleeper(void *arg)
+{
+	cr_assert_eq(weft_sleep(1000000 + ((uintptr_t)arg % 1000) * 1000), 0);
+	atomic_fetch_add(&sleepers_done, 1);
+	return NULL;
+}
+
+static void *many_sleepers(void *arg)
+{
+	long n = (long)arg;
+	weft_task **t = malloc(n * sizeof *t);
+	for (long i = 0; i < n; i++)
+		cr_assert_eq(weft_spawn(&t[i], short_sleeper, (void *)i), 0);
+	for (long i = 0; i < n; i++)
+		weft_join(t[i], NULL);
+	free(t);
+	return NULL;
+}
+
+Test(sched, hundred_thousand_sleepers, .timeout = 300)
+{
+	atomic_store(&sleepers_done, 0);
+	run_main(2, many_sleepers, (void *)100000L);
+	cr_assert_eq(atomic_load(&sleepers_done), 100000);
+}
+
+/* --------------------------------------------------------- from outside --- */
+
+static _Atomic int outside_ran;
+
+static void *mark(void *arg)
+{
+	atomic_fetch_add(&outside_ran, 1);
+	return arg;
+}
+
+static void *wait_marks(void *arg)
+{
+	for (int i = 0; i < 100000 && atomic_load(&outside_ran) < 100; i++)
+		weft_sleep(100000);
+	return NULL;
+}
+
+Test(sched, spawn_from_plain_thread)
+{
+	weft_rt *rt = make_rt(2);
+	atomic_store(&outside_ran, 0);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(weft_rt_spawn(rt, NULL, mark, NULL), 0);
+	cr_assert_eq(weft_rt_run(rt, wait_marks, NULL, NULL), 0);
+	cr_assert_eq(atomic_load(&outside_ran), 100);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+}
+
+/* destroy cancels what is still alive and waits for it */
+Test(sched, destroy_cancels_live_coroutines)
+{
+	FOR_EACH_WORKERS(n) {
+		weft_rt *rt = make_rt(n);
+		for (int i = 0; i < 1000; i++)
+			cr_assert_eq(weft_rt_spawn(rt, NULL, sleeper, NULL), 0);
+		weft_task *joinable;
+		cr_assert_eq(weft_rt_spawn(rt, &joinable, sleeper, NULL), 0);
+		cr_assert_eq(weft_rt_run(rt, ret_arg, NULL, NULL), 0);
+		cr_assert_eq(weft_rt_destroy(rt), 0);
+	}
+}
+
+/* ------------------------------------------------------------- idle --- */
+
+Test(sched, idle_runtime_uses_no_cpu)
+{
+	weft_rt *rt = make_rt(2);
+	/* let the workers settle into their rings */
+	cr_assert_eq(weft_rt_run(rt, ret_arg, NULL, NULL), 0);
+	usleep(100000);
+	struct rusage a, b;
+	getrusage(RUSAGE_SELF, &a);
+	usleep(1000000);
+	getrusage(RUSAGE_SELF, &b);
+	double used = (b.ru_utime.tv_sec - a.ru_utime.tv_sec) + (b.ru_stime.tv_sec - a.ru_stime.tv_sec) +
+	              ((b.ru_utime.tv_usec - a.ru_utime.tv_usec) +
+	               (b.ru_stime.tv_usec - a.ru_stime.tv_usec)) / 1e6;
+	cr_assert_lt(used, 0.05, "idle runtime used %.3f s of CPU in 1 s", used);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+}

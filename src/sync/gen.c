@@ -26,9 +26,9 @@
  * overflow message names coroutine stacks only).
  *
  * Tool builds: the caller's context is adopted at each resume (TSan: the
- * current fiber; ASan: the bounds of the stack the caller runs on), because
- * the caller may be a different coroutine or thread from one resume to the
- * next.
+ * current fiber; ASan: the bounds of the stack the caller runs on, as ASan
+ * itself reports them), because the caller may be a different coroutine or
+ * thread from one resume to the next.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -39,8 +39,7 @@
 #include "sync/waitq.h"
 
 #if defined(WEFT_ASAN)
-#include <pthread.h>
-#include "sched/sched.h"          /* the running task's stack bounds */
+#include <sanitizer/common_interface_defs.h>
 #endif
 #if defined(WEFT_TSAN)
 void *__tsan_get_current_fiber(void);
@@ -58,9 +57,6 @@ struct weft_gen {
 	bool closing;
 	void *map;                   /* the mapping: guard page + stack        */
 	size_t map_size;
-#if defined(WEFT_ASAN)
-	struct weft_gen *outer;      /* the generator whose body resumed us    */
-#endif
 };
 
 /* ---------------------------------------------------------------- stacks -- */
@@ -118,16 +114,6 @@ static void stack_put(void *map, size_t map_size)
 
 /* ----------------------------------------------------------------- tools -- */
 
-#if defined(WEFT_ASAN)
-/* Not inlined: the TLS address must be computed on the thread running now. */
-static _Thread_local struct weft_gen *tls_gen;
-__attribute__((noinline)) static struct weft_gen **cur_gen(void)
-{
-	__asm__ volatile("" ::: "memory");
-	return &tls_gen;
-}
-#endif
-
 /* Make g->caller describe the context about to switch into g. */
 static void caller_adopt(struct weft_gen *g)
 {
@@ -136,43 +122,22 @@ static void caller_adopt(struct weft_gen *g)
 	g->caller.tsan_owned = 0;
 #endif
 #if defined(WEFT_ASAN)
-	struct weft_gen *outer = *cur_gen();
-	struct weft_task *t = weft_self();
+	/* ASan knows the bounds of the stack we run on (a coroutine's, a
+	 * thread's, an outer generator's) but only tells them through
+	 * finish_switch_fiber: switch "to" a dummy range and straight back,
+	 * touching no memory in between, and keep what it reports. */
+	void *fake;
+	const void *lo;
+	size_t size;
+	__sanitizer_start_switch_fiber(&fake, g->map, 1);
+	__sanitizer_finish_switch_fiber(fake, &lo, &size);
+	__sanitizer_start_switch_fiber(&fake, lo, size);
+	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
+	g->caller.stack_lo = lo;
+	g->caller.stack_size = size;
 	g->caller.fake_stack = NULL;
-	if (outer) {
-		g->caller.stack_lo = outer->ctx.stack_lo;
-		g->caller.stack_size = outer->ctx.stack_size;
-	} else if (t) {
-		g->caller.stack_lo = t->ctx.stack_lo;
-		g->caller.stack_size = t->ctx.stack_size;
-	} else {
-		pthread_attr_t a;
-		g->caller.stack_lo = NULL;
-		g->caller.stack_size = 0;
-		if (pthread_getattr_np(pthread_self(), &a) == 0) {
-			void *lo;
-			size_t sz;
-			if (pthread_attr_getstack(&a, &lo, &sz) == 0) {
-				g->caller.stack_lo = lo;
-				g->caller.stack_size = sz;
-			}
-			pthread_attr_destroy(&a);
-		}
-	}
-	g->outer = outer;
-	*cur_gen() = g;
-#else
-	(void)g;
 #endif
-}
-
-static void caller_back(struct weft_gen *g)
-{
-#if defined(WEFT_ASAN)
-	*cur_gen() = g->outer;
-#else
 	(void)g;
-#endif
 }
 
 /* ------------------------------------------------------------------ body -- */
@@ -229,7 +194,6 @@ WEFT_API int weft_gen_resume(weft_gen *g, void *in, void **out)
 	g->state = GEN_RUNNING;
 	caller_adopt(g);
 	void *v = weft__ctx_switch(&g->caller, &g->ctx, data);
-	caller_back(g);
 	if (out)
 		*out = v;
 	if (g->state == GEN_DONE)

@@ -284,6 +284,7 @@ Test(chan, mpmc_64x64_unbuffered) { mpmc(4, 0, false); }
 Test(chan, mpmc_64x64_buffered)   { mpmc(4, 16, false); }
 Test(chan, mpmc_64x64_select)     { mpmc(4, 8, true); }
 Test(chan, mpmc_64x64_one_worker) { mpmc(1, 0, true); }
+Test(chan, mpmc_64x64_64_workers) { mpmc(64, 4, true); mpmc(64, 0, false); }
 
 /* ----------------------------------------------------- close while blocked -- */
 

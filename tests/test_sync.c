@@ -116,6 +116,16 @@ Test(sync, mutex_counter_1000_coroutines_4_workers)
 	run(4, counter_main, NULL);
 }
 
+Test(sync, mutex_counter_1_2_64_workers)
+{
+	static const unsigned workers[] = { 1, 2, 64 };
+	for (int i = 0; i < 3; i++) {
+		weft_mutex_init(&mtx);
+		counter = 0;
+		run(workers[i], counter_main, NULL);
+	}
+}
+
 /* On one worker, children run at once when spawned (child-first) and queue
  * on the mutex in spawn order: unlock must hand it over in that order. */
 static int order[16];

@@ -144,6 +144,7 @@ struct weft_rt {
 	pthread_mutex_t start_lock;
 	pthread_cond_t start_cond;
 	unsigned started;
+	bool exit_ok;                     /* workers may tear down their rings    */
 	int start_err;
 	char start_why[160];
 };

@@ -712,6 +712,13 @@ static void *worker_main(void *arg)
 	if (!rt->start_err)
 		worker_loop(w);
 
+	/* Exit gate: weft_rt_destroy may still be waking the other rings (or
+	 * ours); only once it has finished may a ring go away. */
+	pthread_mutex_lock(&rt->start_lock);
+	while (!rt->exit_ok)
+		pthread_cond_wait(&rt->start_cond, &rt->start_lock);
+	pthread_mutex_unlock(&rt->start_lock);
+
 	if (w->stacks)
 		weft__stack_cache_destroy(w->stacks);
 	if (ring_ok)
@@ -832,6 +839,7 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	err = rt->start_err;
 	if (err) {
 		atomic_store(&rt->stop, 1);
+		rt->exit_ok = true;
 		pthread_cond_broadcast(&rt->start_cond);
 	}
 	pthread_mutex_unlock(&rt->start_lock);
@@ -1320,6 +1328,10 @@ WEFT_API int weft_rt_destroy(weft_rt *rt)
 	atomic_store_explicit(&rt->stop, 1, memory_order_seq_cst);
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		weft__ring_wake(NULL, &rt->workers[i].ring);
+	pthread_mutex_lock(&rt->start_lock);
+	rt->exit_ok = true;                 /* the rings may go now */
+	pthread_cond_broadcast(&rt->start_cond);
+	pthread_mutex_unlock(&rt->start_lock);
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		pthread_join(rt->workers[i].thread, NULL);
 	rt_free(rt);

@@ -474,6 +474,8 @@ static int run_one(const struct bench_def *b, unsigned workers, double *value)
 	return 0;
 }
 
+#define SCALE_CHILD_TIMEOUT_S 120u
+
 /* Run b with `workers` in a child process (each run cold, as BENCH.md asks);
  * the child prints its own line and hands the value back through a pipe. */
 static int run_child(const struct bench_def *b, unsigned workers, double *value)
@@ -487,6 +489,7 @@ static int run_child(const struct bench_def *b, unsigned workers, double *value)
 		return -errno;
 	if (pid == 0) {
 		close(fd[0]);
+		alarm(SCALE_CHILD_TIMEOUT_S);   /* a hung run must not hang the sweep */
 		double v;
 		int rc = run_one(b, workers, &v);
 		if (rc == 0 && write(fd[1], &v, sizeof v) != (ssize_t)sizeof v)

@@ -205,6 +205,9 @@ static void child_map_limit(void)
 
 Test(stack, mprotect_guards_stop_before_max_map_count_with_a_message)
 {
+#if defined(WEFT_TSAN)
+	cr_skip_test("counts VMAs, which TSan's shadow mappings change; checked in the other builds");
+#endif
 	char buf[8192];
 	int st = run_child(child_map_limit, buf, sizeof buf);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, stderr: %s", st, buf);

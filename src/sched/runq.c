@@ -3,6 +3,7 @@
  * Each atomic step below names the step it synchronises with.
  */
 #include "sched/runq.h"
+#include "debug_hooks.h"
 
 #include <stddef.h>
 
@@ -23,6 +24,7 @@ static unsigned runq_push_slow(struct weft__runq *q, struct weft_task *t, uint32
 	for (uint32_t i = 0; i < n; i++)
 		batch[i] = atomic_load_explicit(&q->slot[(h + i) & WEFT__RUNQ_MASK],
 		                                memory_order_relaxed);
+	weft__perturb();
 	/* release: our reads of the slots above happen before any later
 	 * overwrite of them by our own pushes (program order covers that), and
 	 * the CAS commits the consumption against other consumers' CASes.
@@ -76,6 +78,7 @@ struct weft_task *weft__runq_pop(struct weft__runq *q)
 			return NULL;
 		struct weft_task *t = atomic_load_explicit(&q->slot[h & WEFT__RUNQ_MASK],
 		                                           memory_order_relaxed);
+		weft__perturb();
 		/* release: commits the consumption; a thief that read the same slot
 		 * fails its CAS and discards what it read. */
 		if (atomic_compare_exchange_weak_explicit(&q->head, &h, h + 1,
@@ -107,6 +110,7 @@ static uint32_t runq_grab(struct weft__runq *victim, struct weft__runq *dst, uin
 			atomic_store_explicit(&dst->slot[(dst_tail + i) & WEFT__RUNQ_MASK], t,
 			                      memory_order_relaxed);
 		}
+		weft__perturb();
 		/* release: commits the steal of [h, h+n); on failure someone else
 		 * consumed part of it and what we copied is discarded. */
 		if (atomic_compare_exchange_strong_explicit(&victim->head, &h, h + n,

@@ -67,6 +67,7 @@
  *   worker per new task (a futex/MSG_RING round trip costs ~50 us here).
  */
 #include "sched/core.h"
+#include "debug_hooks.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -206,6 +207,7 @@ static struct weft_task *inject_take(struct weft_rt *rt, struct weft__worker *w)
  */
 static void notify_work(struct weft_rt *rt)
 {
+	weft__perturb();
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
 		return;
@@ -378,6 +380,7 @@ static void enqueue_back(struct weft__worker *w, struct weft_task *t)
 
 static void wake_task(struct weft_task *t)
 {
+	weft__perturb();
 	uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
 	for (;;) {
 		if (s == WEFT__T_RUNNING) {
@@ -456,6 +459,7 @@ static struct weft_task *run_task(struct weft__worker *w, struct weft_task *t)
 	case WEFT__A_PARK: {
 		if (w->unlock)
 			w->unlock(w->unlock_arg);
+		weft__perturb();            /* widen the unlock -> PARKED window */
 		uint32_t s = WEFT__T_RUNNING;
 		/* acq_rel: release publishes the saved context to the waker's
 		 * acquire; on failure (NOTIFIED) acquire sees the waker's
@@ -602,6 +606,7 @@ static void worker_park(struct weft__worker *w)
 		atomic_fetch_sub_explicit(&rt->nsearching, 1, memory_order_seq_cst);
 	}
 	idle_push(rt, w);
+	weft__perturb();
 	atomic_store_explicit(&w->parked, 1, memory_order_seq_cst);
 	/* seq_cst fence: orders idle_push and `parked` before the re-check of
 	 * the queues and the call list (the Dekker pairs of notify_work and
@@ -881,7 +886,7 @@ static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, v
 		if (err)
 			return err;
 	}
-	struct weft_task *t = task_alloc(rt, w);
+	struct weft_task *t = weft__fault("spawn.task_alloc") ? NULL : task_alloc(rt, w);
 	if (!t)
 		return -ENOMEM;
 
@@ -1083,6 +1088,7 @@ int weft__wait_begin(struct weft__waiter *wt, uint64_t deadline, unsigned flags)
 	t->wake_reason = 0;
 	/* seq_cst: Dekker pair with weft_cancel (store cancel; load wait). */
 	atomic_store_explicit(&t->wait, (seq << 1) | 1, memory_order_seq_cst);
+	weft__perturb();
 	if ((flags & WEFT__WAIT_CANCELLABLE) &&
 	    atomic_load_explicit(&t->cancel, memory_order_seq_cst)) {
 		if (!weft__wait_claim(wt))
@@ -1092,7 +1098,8 @@ int weft__wait_begin(struct weft__waiter *wt, uint64_t deadline, unsigned flags)
 	if (deadline) {
 		t->timer.deadline = deadline;
 		t->timer.fire = wait_timer_fire;
-		int err = weft__timer_add(&w->timers, &t->timer);
+		int err = weft__fault("wait.timer_add") ? -ENOMEM
+		          : weft__timer_add(&w->timers, &t->timer);
 		if (err) {
 			if (!weft__wait_claim(wt))
 				absorb_wake(t);

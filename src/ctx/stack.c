@@ -53,6 +53,7 @@
  * instead of jumping over it.
  */
 #include "ctx/stack.h"
+#include "debug_hooks.h"
 #include "weft.h"
 
 #include <errno.h>
@@ -227,7 +228,8 @@ static void *map_stacks(size_t stride, unsigned n, unsigned long *vmas, int *err
 			return NULL;
 		}
 	}
-	void *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	void *base = weft__fault("stack.mmap") ? (errno = ENOMEM, MAP_FAILED)
+	           : mmap(NULL, len, PROT_READ | PROT_WRITE,
 	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED) {
 		*err = errno == ENOMEM ? -ENOMEM : -errno;
@@ -235,7 +237,8 @@ static void *map_stacks(size_t stride, unsigned n, unsigned long *vmas, int *err
 	}
 	for (unsigned i = 0; i < n; i++) {
 		char *g = (char *)base + (size_t)i * stride;
-		int r = mode == GUARD_MADVISE ? madvise(g, ps, MADV_GUARD_INSTALL)
+		int r = weft__fault("stack.guard") ? (errno = ENOMEM, -1)
+		      : mode == GUARD_MADVISE ? madvise(g, ps, MADV_GUARD_INSTALL)
 		                              : mprotect(g, ps, PROT_NONE);
 		if (r != 0) {
 			*err = errno == ENOMEM ? -EAGAIN : -errno;
@@ -357,7 +360,8 @@ static int pool_grow(struct weft__stack_cache *c)
 		if (left < n)
 			n = left ? (unsigned)left : 1;
 	}
-	struct chunk *ch = malloc(sizeof *ch + n * sizeof ch->s[0]);
+	struct chunk *ch = weft__fault("stack.chunk_alloc") ? NULL
+	                 : malloc(sizeof *ch + n * sizeof ch->s[0]);
 	if (!ch)
 		return -ENOMEM;
 	int err = 0;
@@ -445,7 +449,7 @@ int weft__stack_get_size(struct weft__stack_cache *c, size_t size, struct weft__
 		return err;
 	if (rounded == c->pool->stack_size)
 		return weft__stack_get(c, out);
-	struct weft__stack *s = calloc(1, sizeof *s);
+	struct weft__stack *s = weft__fault("stack.desc_alloc") ? NULL : calloc(1, sizeof *s);
 	if (!s)
 		return -ENOMEM;
 	unsigned long vmas;

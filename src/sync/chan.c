@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "debug_hooks.h"
 #include "sync/waitq.h"
 
 struct weft_chan {
@@ -55,7 +56,8 @@ WEFT_API int weft_chan_create(weft_chan **out, size_t elem_size, size_t capacity
 		return -EINVAL;
 	if (capacity && capacity > (SIZE_MAX - sizeof(struct weft_chan)) / elem_size)
 		return -EINVAL;
-	struct weft_chan *ch = calloc(1, sizeof(*ch) + capacity * elem_size);
+	struct weft_chan *ch = weft__fault("chan.alloc") ? NULL
+	                     : calloc(1, sizeof(*ch) + capacity * elem_size);
 	if (!ch)
 		return -ENOMEM;
 	ch->elem_size = elem_size;
@@ -265,7 +267,8 @@ WEFT_API int weft_select(struct weft_select_case *cases, size_t n, int64_t timeo
 	struct weft__node *nodes = nodes_stack;
 	void *heap = NULL;
 	if (n > SELECT_STACK_CASES) {
-		heap = malloc(n * (sizeof(*chs) + sizeof(*nodes)));
+		heap = weft__fault("select.alloc") ? NULL
+		     : malloc(n * (sizeof(*chs) + sizeof(*nodes)));
 		if (!heap)
 			return -ENOMEM;
 		nodes = heap;

@@ -36,6 +36,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "ctx/ctx.h"
+#include "debug_hooks.h"
 #include "sync/waitq.h"
 
 #if defined(WEFT_ASAN)
@@ -85,11 +86,12 @@ static int stack_get(size_t size, void **map, size_t *map_size)
 			return 0;
 		}
 	}
-	void *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
+	void *m = weft__fault("gen.mmap") ? MAP_FAILED
+	        : mmap(NULL, total, PROT_READ | PROT_WRITE,
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	if (m == MAP_FAILED)
 		return -ENOMEM;
-	if (mprotect(m, page_size(), PROT_NONE)) {
+	if (weft__fault("gen.mprotect") || mprotect(m, page_size(), PROT_NONE)) {
 		munmap(m, total);
 		return -ENOMEM;
 	}
@@ -160,7 +162,7 @@ WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg, size_t s
 		return -EINVAL;
 	size_t ps = page_size();
 	stack_size = (stack_size + ps - 1) & ~(ps - 1);
-	struct weft_gen *g = calloc(1, sizeof(*g));
+	struct weft_gen *g = weft__fault("gen.alloc") ? NULL : calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
 	int err = stack_get(stack_size, &g->map, &g->map_size);

@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include "debug_hooks.h"
 #include "sync/waitq.h"
 
 struct member {
@@ -42,7 +43,7 @@ WEFT_API int weft_group_create(weft_group **out, unsigned flags)
 {
 	if (!out || (flags & ~WEFT_GROUP_CANCEL_ON_ERROR))
 		return -EINVAL;
-	struct weft_group *g = calloc(1, sizeof(*g));
+	struct weft_group *g = weft__fault("group.alloc") ? NULL : calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
 	g->flags = flags;
@@ -87,7 +88,7 @@ WEFT_API int weft_group_spawn(weft_group *g, weft_group_fn fn, void *arg)
 		return -EPERM;
 	if (g->n > INT32_MAX - 1)
 		return -ENOMEM;
-	struct member *m = calloc(1, sizeof(*m));
+	struct member *m = weft__fault("group.member_alloc") ? NULL : calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
 	m->g = g;
@@ -98,7 +99,8 @@ WEFT_API int weft_group_spawn(weft_group *g, weft_group_fn fn, void *arg)
 	weft__spin_lock(&g->lock);
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? 2 * g->cap : 8;
-		struct member **a = realloc(g->m, cap * sizeof(*a));
+		struct member **a = weft__fault("group.grow") ? NULL
+		                   : realloc(g->m, cap * sizeof(*a));
 		if (!a) {
 			weft__spin_unlock(&g->lock);
 			free(m);

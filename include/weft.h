@@ -171,5 +171,6 @@ WEFT_API const char *weft_strerror(int err);
 #include "weft/chan.h"
 #include "weft/sync.h"
 #include "weft/io.h"
+#include "weft/blocking.h"
 
 #endif /* WEFT_H */

@@ -1,0 +1,359 @@
+/*
+ * src/sync/blocking.c: weft_blocking, a bounded pool of helper threads that
+ * run blocking functions while the calling coroutine parks.
+ *
+ * Terms
+ *   pool     one per process (all runtimes share it): a FIFO queue of
+ *            requests, the helper threads and their counters, all under one
+ *            pthread mutex (`pool.lock`); idle helpers sleep on `pool.cond`.
+ *   request  one weft_blocking call, on the calling coroutine's stack:
+ *            fn/arg, the result, a state and the waiter of the park/wake
+ *            contract (src/sched/wait.h) that the helper ends.
+ *
+ * Request states (changed only under pool.lock)
+ *
+ *     QUEUED --(a helper takes it)--> RUNNING --(fn returned)--> DONE
+ *     QUEUED --(its coroutine was cancelled)--> removed, -ECANCELED
+ *
+ * Protocol. The coroutine opens a cancellable wait, queues the request and
+ * parks. The lock is released *before* parking (unlock callback NULL): the
+ * contract's state machine lets a wake arrive while the coroutine is still
+ * running (it becomes NOTIFIED and the park returns at once), and nothing the
+ * helper touches lives in the scheduler's data, only in the request, which
+ * stays valid until the coroutine returns — and it cannot return before it is
+ * woken. The helper, when fn returns, takes the lock, stores the result, sets
+ * DONE, copies the waiter and claims it; it wakes the copy after unlocking
+ * (the coroutine stays parked between claim and wake, so it does not matter
+ * that the lock is gone; the copy is read, never the request, after that).
+ * If the claim fails, a cancel ended the wait first: the coroutine then takes
+ * the lock itself and finds its request
+ *   QUEUED:  it unlinks it and returns -ECANCELED (fn never runs);
+ *   RUNNING: it opens a second, non-cancellable wait under the lock, storing
+ *            the new waiter in the request, and parks; the helper's claim
+ *            (made under the same lock, later) succeeds on that one;
+ *   DONE:    it returns the result at once.
+ * The lock makes "helper reads the waiter" and "coroutine replaces it"
+ * mutually exclusive, so a completion is never lost and never double-woken.
+ * Memory: the result is written under the lock and read either under the
+ * lock or after the wake, whose release/acquire (wait.h) publishes it.
+ *
+ * Helper threads. Started lazily by the caller that queues a request while no
+ * helper is idle and fewer than `max` exist; an idle helper is "reserved" by
+ * the enqueuer (waiting--, wakeups++) before it is signalled, so two requests
+ * never count on the same sleeper. Invariant: a queued request has a reserved
+ * wake-up, a thread being started, or a busy helper that will look at the
+ * queue when its fn returns. A helper idle for `idle_ms` with an empty queue
+ * exits; helpers above a lowered `max` exit between calls. Helpers block
+ * every signal so that process-directed signals reach the application's
+ * threads, and are detached: nothing joins them, at exit they are idle.
+ *
+ * Rejected: a pool per runtime (a library with its own runtime, or two
+ * runtimes, would each keep 64 threads; the queue is no hotter than a
+ * blocking call); a lock-free queue (each call already costs a thread
+ * hand-off of tens of microseconds, see DESIGN.md); holding the lock across
+ * the park with an unlock callback (a pthread mutex must be unlocked in the
+ * context that locked it, and nothing here needs it).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "weft.h"
+#include "sched/wait.h"
+
+enum { REQ_QUEUED, REQ_RUNNING, REQ_DONE };
+
+struct req {
+	struct req *next, *prev;       /* the queue, under pool.lock             */
+	void *(*fn)(void *);
+	void *arg;
+	void *ret;                     /* written by the helper under pool.lock  */
+	struct weft__waiter w;         /* replaced by the coroutine under lock   */
+	int state;                     /* REQ_*, under pool.lock                 */
+};
+
+#define BLOCKING_MAX_LIMIT    4096u
+#define BLOCKING_MAX_DEFAULT  64u
+#define BLOCKING_IDLE_DEFAULT 10000u   /* ms */
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;           /* idle helpers sleep here (CLOCK_MONOTONIC) */
+	struct req *head, *tail;
+	unsigned max, idle_ms;
+	unsigned threads;              /* alive or being started                 */
+	unsigned waiting;              /* idle helpers not reserved               */
+	unsigned wakeups;              /* reserved idle helpers, not yet running  */
+	unsigned queued, running, peak;
+	uint64_t completed, cancelled;
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static unsigned env_unsigned(const char *name, unsigned def, unsigned lo, unsigned hi)
+{
+	const char *s = getenv(name);
+	if (!s || !*s)
+		return def;
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	return (*end || v < lo || v > hi) ? def : (unsigned)v;
+}
+
+static void pool_init(void)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&pool.cond, &a);
+	pthread_condattr_destroy(&a);
+	pthread_mutex_lock(&pool.lock);
+	if (!pool.max)       /* weft_blocking_configure may not run before this */
+		pool.max = env_unsigned("WEFT_BLOCKING_THREADS", BLOCKING_MAX_DEFAULT,
+		                        1, BLOCKING_MAX_LIMIT);
+	if (!pool.idle_ms)
+		pool.idle_ms = env_unsigned("WEFT_BLOCKING_IDLE_MS", BLOCKING_IDLE_DEFAULT,
+		                            1, 24u * 3600 * 1000);
+	pthread_mutex_unlock(&pool.lock);
+}
+
+static inline void pool_ready(void)
+{
+	pthread_once(&pool_once, pool_init);
+}
+
+/* ---------------------------------------------------------------- queue -- */
+
+/* Under pool.lock. */
+static void q_push(struct req *r)
+{
+	r->next = NULL;
+	r->prev = pool.tail;
+	if (pool.tail)
+		pool.tail->next = r;
+	else
+		pool.head = r;
+	pool.tail = r;
+	pool.queued++;
+}
+
+/* Under pool.lock. */
+static void q_unlink(struct req *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		pool.head = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	else
+		pool.tail = r->prev;
+	pool.queued--;
+}
+
+/* Reserve and signal one idle helper if there is one. Under pool.lock.
+ * Returns true when one was reserved. */
+static bool wake_idle_locked(void)
+{
+	if (!pool.waiting)
+		return false;
+	pool.waiting--;
+	pool.wakeups++;
+	pthread_cond_signal(&pool.cond);
+	return true;
+}
+
+/* --------------------------------------------------------------- helpers -- */
+
+static void deadline_after_ms(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Helper thread body. Takes requests in FIFO order until idle for idle_ms
+ * or surplus after the limit was lowered. */
+static void *helper_main(void *unused)
+{
+	(void)unused;
+	pthread_mutex_lock(&pool.lock);
+	for (;;) {
+		if (pool.threads > pool.max)
+			break;                              /* surplus: leave */
+		if (!pool.head) {
+			struct timespec ts;
+			deadline_after_ms(&ts, pool.idle_ms);
+			pool.waiting++;
+			int rc = pthread_cond_timedwait(&pool.cond, &pool.lock, &ts);
+			if (pool.wakeups) {
+				pool.wakeups--;     /* reserved for us (waiting-- done) */
+			} else {
+				pool.waiting--;
+				if (rc == ETIMEDOUT && !pool.head)
+					break;              /* idle too long */
+			}
+			continue;
+		}
+		struct req *r = pool.head;
+		q_unlink(r);
+		r->state = REQ_RUNNING;
+		pool.running++;
+		pthread_mutex_unlock(&pool.lock);
+
+		void *ret = r->fn(r->arg);
+
+		pthread_mutex_lock(&pool.lock);
+		pool.running--;
+		pool.completed++;
+		r->ret = ret;
+		r->state = REQ_DONE;
+		struct weft__waiter w = r->w;   /* r may vanish once claimed+woken */
+		if (weft__wait_claim(&w)) {
+			pthread_mutex_unlock(&pool.lock);
+			weft__wait_wake(&w, 0);
+			pthread_mutex_lock(&pool.lock);
+		}
+		/* else: a cancel won; the coroutine reads DONE under the lock. */
+	}
+	pool.threads--;
+	/* Leaving with work queued (surplus exit): hand it to a sleeper. */
+	if (pool.head)
+		wake_idle_locked();
+	pthread_mutex_unlock(&pool.lock);
+	return NULL;
+}
+
+/* Start one helper; pool.threads was already counted for it. 0 or -errno. */
+static int helper_start(void)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t tid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);   /* inherited by the helper */
+	int err = pthread_create(&tid, &attr, helper_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return -err;
+}
+
+/* ------------------------------------------------------------------ API -- */
+
+WEFT_API int weft_blocking(void *(*fn)(void *), void *arg, void **ret)
+{
+	if (!weft_self()) {                 /* a plain thread: just run it */
+		void *r = fn(arg);
+		if (ret)
+			*ret = r;
+		return 0;
+	}
+	pool_ready();
+
+	struct req rq = { .fn = fn, .arg = arg, .state = REQ_QUEUED };
+	pthread_mutex_lock(&pool.lock);
+	int err = weft__wait_begin(&rq.w, 0, WEFT__WAIT_CANCELLABLE);
+	if (err) {
+		pthread_mutex_unlock(&pool.lock);
+		return err;                     /* -ECANCELED, nothing queued */
+	}
+	q_push(&rq);
+	bool start = false;
+	if (!wake_idle_locked() && pool.threads < pool.max) {
+		pool.threads++;
+		if (pool.threads > pool.peak)
+			pool.peak = pool.threads;
+		start = true;
+	}
+	pthread_mutex_unlock(&pool.lock);
+
+	if (start && (err = helper_start()) != 0) {
+		pthread_mutex_lock(&pool.lock);
+		pool.threads--;
+		/* Nobody will ever serve the queue: withdraw our request, if the
+		 * cancel path below has not already. Otherwise a helper exists. */
+		if (pool.threads == 0 && rq.state == REQ_QUEUED && weft__wait_claim(&rq.w)) {
+			q_unlink(&rq);
+			pthread_mutex_unlock(&pool.lock);
+			weft__wait_wake(&rq.w, err);    /* our own wait: ends at once */
+			return weft__wait_park(&rq.w, NULL, NULL);
+		}
+		pthread_mutex_unlock(&pool.lock);
+	}
+
+	int r = weft__wait_park(&rq.w, NULL, NULL);
+	if (r != 0) {
+		/* Cancelled (the only other way this wait ends). */
+		pthread_mutex_lock(&pool.lock);
+		if (rq.state == REQ_QUEUED) {
+			q_unlink(&rq);
+			pool.cancelled++;
+			pthread_mutex_unlock(&pool.lock);
+			return r;
+		}
+		if (rq.state == REQ_RUNNING) {
+			/* fn cannot be stopped: wait for it, not cancellable. */
+			err = weft__wait_begin(&rq.w, 0, 0);
+			pthread_mutex_unlock(&pool.lock);
+			if (err)
+				abort();        /* impossible: no deadline, inside a coroutine */
+			r = weft__wait_park(&rq.w, NULL, NULL);
+		} else {
+			pthread_mutex_unlock(&pool.lock);
+		}
+	}
+	/* DONE: rq.ret was written under the lock (read after taking it above)
+	 * or before the wake (published by it). */
+	if (ret)
+		*ret = rq.ret;
+	return 0;
+}
+
+WEFT_API int weft_blocking_configure(unsigned max_threads, unsigned idle_ms)
+{
+	if (max_threads < 1 || max_threads > BLOCKING_MAX_LIMIT)
+		return -EINVAL;
+	pool_ready();
+	pthread_mutex_lock(&pool.lock);
+	pool.max = max_threads;
+	if (idle_ms)
+		pool.idle_ms = idle_ms;
+	/* Let idle surplus helpers see the new limit (their wake is spurious:
+	 * not reserved, so they re-check everything). */
+	pthread_cond_broadcast(&pool.cond);
+	pthread_mutex_unlock(&pool.lock);
+	return 0;
+}
+
+WEFT_API unsigned weft_blocking_max_threads(void)
+{
+	pool_ready();
+	pthread_mutex_lock(&pool.lock);
+	unsigned m = pool.max;
+	pthread_mutex_unlock(&pool.lock);
+	return m;
+}
+
+WEFT_API void weft_blocking_stats(struct weft_blocking_stats *st)
+{
+	pool_ready();
+	pthread_mutex_lock(&pool.lock);
+	*st = (struct weft_blocking_stats){
+		.threads = pool.threads,
+		.idle = pool.waiting + pool.wakeups,
+		.queued = pool.queued,
+		.running = pool.running,
+		.peak_threads = pool.peak,
+		.completed = pool.completed,
+		.cancelled = pool.cancelled,
+	};
+	pthread_mutex_unlock(&pool.lock);
+}

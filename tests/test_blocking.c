@@ -1,0 +1,358 @@
+/*
+ * weft_blocking: offloaded blocking calls do not block the worker (a sleep
+ * and a read on a pipe on a 1-worker runtime, while another coroutine keeps
+ * running and is what ends the wait), results come back, the pool stays
+ * within its limit and reaches it, a queued call is withdrawn by a cancel,
+ * a running one is waited for, and plain threads run fn inline.
+ *
+ * Waits inside the offloaded functions are bounded (5 s): a broken offload
+ * fails a check instead of hanging. Checks inside coroutines count failures;
+ * the test thread asserts the count is zero.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "weft.h"
+
+static _Atomic unsigned failures;
+static _Atomic int first_fail_line;
+
+#define CHECK(c) do { if (!(c)) { \
+	int z_ = 0; atomic_compare_exchange_strong(&first_fail_line, &z_, __LINE__); \
+	atomic_fetch_add(&failures, 1); } } while (0)
+
+static void run(unsigned workers, weft_fn fn, void *arg)
+{
+	atomic_store(&failures, 0);
+	atomic_store(&first_fail_line, 0);
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = workers };
+	int err = weft_rt_create(&rt, &cfg);
+	cr_assert_eq(err, 0, "weft_rt_create: %s", weft_strerror(err));
+	cr_assert_eq(weft_rt_run(rt, fn, arg, NULL), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	cr_assert_eq(atomic_load(&failures), 0, "%u check(s) failed, first at line %d",
+	             atomic_load(&failures), atomic_load(&first_fail_line));
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* On a helper thread: wait until *flag >= want, at most 5 s. */
+static bool wait_flag(_Atomic unsigned *flag, unsigned want)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (atomic_load(flag) >= want)
+			return true;
+		sleep_ms(1);
+	}
+	return false;
+}
+
+/* In a coroutine: wait until cond() holds, at most 5 s, parking between. */
+#define CO_WAIT_UNTIL(cond) do {                                  \
+		for (int i_ = 0; !(cond) && i_ < 5000; i_++)                 \
+			weft_sleep(1000000);                                 \
+		CHECK(cond);                                                 \
+	} while (0)
+
+/* ------------------------------------------------------------- results -- */
+
+static void *twice(void *arg) { return (void *)((uintptr_t)arg * 2); }
+
+static void *results_body(void *arg)
+{
+	for (uintptr_t i = 1; i <= 50; i++) {
+		void *ret = NULL;
+		CHECK(weft_blocking(twice, (void *)(i + (uintptr_t)arg), &ret) == 0);
+		CHECK((uintptr_t)ret == 2 * (i + (uintptr_t)arg));
+	}
+	CHECK(weft_blocking(twice, (void *)1, NULL) == 0);   /* ret may be NULL */
+	return NULL;
+}
+
+static void *results_main(void *arg)
+{
+	enum { N = 20 };
+	weft_task *t[N];
+	for (uintptr_t i = 0; i < N; i++)
+		CHECK(weft_spawn(&t[i], results_body, (void *)(i * 1000)) == 0);
+	for (int i = 0; i < N; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	return NULL;
+}
+
+Test(blocking, results_returned)
+{
+	struct weft_blocking_stats before, after;
+	weft_blocking_stats(&before);
+	run(2, results_main, NULL);
+	weft_blocking_stats(&after);
+	cr_assert_eq(after.completed - before.completed, 20 * 51);
+	cr_assert_eq(after.queued, 0);
+	cr_assert_eq(after.running, 0);
+	cr_assert(after.threads >= 1 && after.threads <= weft_blocking_max_threads());
+}
+
+/* ------------------------------------- the worker is not blocked: pipe -- */
+
+static int pipefd[2];
+static _Atomic unsigned in_fn;
+
+static void *read_pipe(void *arg)
+{
+	char *buf = arg;
+	atomic_store(&in_fn, 1);
+	struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
+	if (poll(&p, 1, 5000) != 1)            /* bounded: never hang the test */
+		return (void *)(intptr_t)-ETIMEDOUT;
+	return (void *)(intptr_t)read(pipefd[0], buf, 16);
+}
+
+static void *writer(void *arg)
+{
+	/* Runs only if the single worker is free while read_pipe blocks. */
+	CO_WAIT_UNTIL(atomic_load(&in_fn) == 1);
+	CHECK(write(pipefd[1], "hello", 5) == 5);
+	return NULL;
+}
+
+static void *pipe_main(void *arg)
+{
+	char buf[16] = { 0 };
+	weft_task *w;
+	CHECK(weft_spawn(&w, writer, NULL) == 0);
+	void *ret = NULL;
+	CHECK(weft_blocking(read_pipe, buf, &ret) == 0);
+	CHECK((intptr_t)ret == 5);
+	CHECK(memcmp(buf, "hello", 5) == 0);
+	CHECK(weft_join(w, NULL) == 0);
+	return NULL;
+}
+
+Test(blocking, pipe_read_does_not_block_the_worker)
+{
+	cr_assert_eq(pipe(pipefd), 0);
+	run(1, pipe_main, NULL);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+/* ------------------------------------ the worker is not blocked: sleep -- */
+
+static _Atomic unsigned ticks;
+static _Atomic unsigned sleeper_done;
+
+static void *sleepy(void *arg)
+{
+	/* Sleeps in 1 ms steps until the other coroutine has ticked 3 times
+	 * (it can only tick if our worker is free), at most 5 s. */
+	return (void *)(uintptr_t)wait_flag(&ticks, 3);
+}
+
+static void *ticker(void *arg)
+{
+	for (int i = 0; i < 10000 && !atomic_load(&sleeper_done); i++) {
+		atomic_fetch_add(&ticks, 1);
+		weft_sleep(500000);
+	}
+	return NULL;
+}
+
+static void *sleep_main(void *arg)
+{
+	weft_task *t;
+	atomic_store(&ticks, 0);
+	CHECK(weft_spawn(&t, ticker, NULL) == 0);
+	void *ret = NULL;
+	CHECK(weft_blocking(sleepy, NULL, &ret) == 0);
+	CHECK(ret == (void *)1);
+	atomic_store(&sleeper_done, 1);
+	CHECK(weft_join(t, NULL) == 0);
+	return NULL;
+}
+
+Test(blocking, sleep_does_not_block_the_worker)
+{
+	run(1, sleep_main, NULL);
+}
+
+/* --------------------------------------------------------- bounded pool -- */
+
+enum { POOL = 4, CALLS = POOL + 10 };
+static _Atomic unsigned running, max_running, entered;
+
+static void *pooled(void *arg)
+{
+	unsigned now = atomic_fetch_add(&running, 1) + 1;
+	unsigned m = atomic_load(&max_running);
+	while (now > m && !atomic_compare_exchange_weak(&max_running, &m, now))
+		;
+	atomic_fetch_add(&entered, 1);
+	/* Hold the helper until POOL calls ran at once (or all have entered):
+	 * shows the pool grows to its limit, while the limit caps it. */
+	for (int i = 0; i < 5000 && atomic_load(&max_running) < POOL
+	                 && atomic_load(&entered) < CALLS; i++)
+		sleep_ms(1);
+	atomic_fetch_sub(&running, 1);
+	return (void *)((uintptr_t)arg + 7);
+}
+
+static void *pool_body(void *arg)
+{
+	void *ret = NULL;
+	CHECK(weft_blocking(pooled, arg, &ret) == 0);
+	CHECK((uintptr_t)ret == (uintptr_t)arg + 7);
+	return NULL;
+}
+
+static void *pool_main(void *arg)
+{
+	weft_task *t[CALLS];
+	for (uintptr_t i = 0; i < CALLS; i++)
+		CHECK(weft_spawn(&t[i], pool_body, (void *)i) == 0);
+	for (int i = 0; i < CALLS; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	return NULL;
+}
+
+Test(blocking, bounded_pool_serves_more_calls_than_threads)
+{
+	cr_assert_eq(weft_blocking_configure(POOL, 0), 0);
+	cr_assert_eq(weft_blocking_max_threads(), POOL);
+	cr_assert_eq(weft_blocking_configure(0, 0), -EINVAL);
+	run(2, pool_main, NULL);
+	cr_assert_eq(atomic_load(&entered), CALLS);
+	cr_assert_eq(atomic_load(&max_running), POOL, "max concurrent %u",
+	             atomic_load(&max_running));
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	cr_assert(st.peak_threads <= POOL, "peak %u", st.peak_threads);
+	cr_assert_eq(st.queued, 0);
+}
+
+/* ---------------------------------------------------------- cancellation -- */
+
+static _Atomic unsigned gate_started, gate_open, gate_done, never_ran;
+
+static void *gate(void *arg)
+{
+	atomic_store(&gate_started, 1);
+	bool opened = wait_flag(&gate_open, 1);
+	atomic_store(&gate_done, 1);
+	return opened ? arg : NULL;
+}
+
+static void *never(void *arg)
+{
+	atomic_store(&never_ran, 1);
+	return NULL;
+}
+
+static void *call_gate(void *arg)
+{
+	void *ret = NULL;
+	CHECK(weft_blocking(gate, (void *)0x600d, &ret) == 0);
+	CHECK(ret == (void *)0x600d);
+	return NULL;
+}
+
+static void *call_never(void *arg)
+{
+	return (void *)(intptr_t)weft_blocking(never, NULL, NULL);
+}
+
+static unsigned stat_queued(void)
+{
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	return st.queued;
+}
+
+static void *cancel_queued_main(void *arg)
+{
+	weft_task *busy, *q;
+	CHECK(weft_spawn(&busy, call_gate, NULL) == 0);   /* takes the one helper */
+	CO_WAIT_UNTIL(atomic_load(&gate_started) == 1);
+	CHECK(weft_spawn(&q, call_never, NULL) == 0);
+	CO_WAIT_UNTIL(stat_queued() == 1);
+	CHECK(weft_cancel(q) == 0);
+	void *r = NULL;
+	CHECK(weft_join(q, &r) == 0);
+	CHECK((intptr_t)r == -ECANCELED);
+	CHECK(stat_queued() == 0);
+	atomic_store(&gate_open, 1);
+	CHECK(weft_join(busy, NULL) == 0);
+	CHECK(atomic_load(&never_ran) == 0);    /* withdrawn: never started */
+	return NULL;
+}
+
+Test(blocking, cancel_while_queued_withdraws_the_call)
+{
+	cr_assert_eq(weft_blocking_configure(1, 0), 0);
+	struct weft_blocking_stats before, after;
+	weft_blocking_stats(&before);
+	run(2, cancel_queued_main, NULL);
+	weft_blocking_stats(&after);
+	cr_assert_eq(after.cancelled - before.cancelled, 1);
+	cr_assert_eq(atomic_load(&never_ran), 0);
+}
+
+static void *cancelled_runner(void *arg)
+{
+	void *ret = NULL;
+	int r = weft_blocking(gate, (void *)0xabc, &ret);
+	/* Cancelled while gate ran: waited for it and got its result. */
+	CHECK(r == 0);
+	CHECK(ret == (void *)0xabc);
+	CHECK(atomic_load(&gate_done) == 1);
+	CHECK(weft_cancelled());
+	/* The cancel stays pending: the next call is refused up front. */
+	CHECK(weft_blocking(never, NULL, NULL) == -ECANCELED);
+	return NULL;
+}
+
+static void *cancel_running_main(void *arg)
+{
+	weft_task *t;
+	CHECK(weft_spawn(&t, cancelled_runner, NULL) == 0);
+	CO_WAIT_UNTIL(atomic_load(&gate_started) == 1);
+	CHECK(weft_cancel(t) == 0);
+	weft_sleep(2000000);             /* let it see the cancel (either way correct) */
+	CHECK(atomic_load(&gate_done) == 0);
+	atomic_store(&gate_open, 1);
+	CHECK(weft_join(t, NULL) == 0);
+	CHECK(atomic_load(&never_ran) == 0);
+	return NULL;
+}
+
+Test(blocking, cancel_while_running_waits_for_the_result)
+{
+	cr_assert_eq(weft_blocking_configure(2, 0), 0);
+	run(2, cancel_running_main, NULL);
+}
+
+/* -------------------------------------------------------- plain threads -- */
+
+Test(blocking, plain_thread_runs_inline)
+{
+	struct weft_blocking_stats before, after;
+	weft_blocking_stats(&before);
+	void *ret = NULL;
+	cr_assert_eq(weft_blocking(twice, (void *)21, &ret), 0);
+	cr_assert_eq((uintptr_t)ret, 42);
+	weft_blocking_stats(&after);
+	cr_assert_eq(after.completed, before.completed);   /* no helper involved */
+	cr_assert_eq(after.threads, 0);
+}

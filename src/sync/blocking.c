@@ -24,7 +24,9 @@
  * woken. The helper, when fn returns, takes the lock, stores the result, sets
  * DONE, copies the waiter and claims it; it wakes the copy after unlocking
  * (the coroutine stays parked between claim and wake, so it does not matter
- * that the lock is gone; the copy is read, never the request, after that).
+ * that the lock is gone; the copy is read, never the request, after that),
+ * then sets `waked`, which the woken coroutine awaits before it returns (see
+ * await_waker: the wake itself still touches the runtime).
  * If the claim fails, a cancel ended the wait first: the coroutine then takes
  * the lock itself and finds its request
  *   QUEUED:  it unlinks it and returns -ECANCELED (fn never runs);
@@ -56,12 +58,15 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "weft.h"
 #include "sched/wait.h"
+#include <ck_pr.h>
 
 enum { REQ_QUEUED, REQ_RUNNING, REQ_DONE };
 
@@ -72,6 +77,7 @@ struct req {
 	void *ret;                     /* written by the helper under pool.lock  */
 	struct weft__waiter w;         /* replaced by the coroutine under lock   */
 	int state;                     /* REQ_*, under pool.lock                 */
+	_Atomic int waked;             /* the helper's wake call has returned    */
 };
 
 #define BLOCKING_MAX_LIMIT    4096u
@@ -218,6 +224,9 @@ static void *helper_main(void *unused)
 		if (weft__wait_claim(&w)) {
 			pthread_mutex_unlock(&pool.lock);
 			weft__wait_wake(&w, 0);
+			/* release: pairs with the acquire in await_waker; our last
+			 * touch of r (see there why it is needed). */
+			atomic_store_explicit(&r->waked, 1, memory_order_release);
 			pthread_mutex_lock(&pool.lock);
 		}
 		/* else: a cancel won; the coroutine reads DONE under the lock. */
@@ -247,6 +256,25 @@ static int helper_start(void)
 }
 
 /* ------------------------------------------------------------------ API -- */
+
+/*
+ * Woken by the helper (park returned 0): wait until its weft__wait_wake call
+ * has returned before letting the coroutine go on. The wake, from a thread
+ * outside the runtime, still reads the runtime after it made the coroutine
+ * runnable (to notify an idle worker); were the coroutine to finish and the
+ * runtime be destroyed in that window, the helper would read freed memory
+ * (seen by TSan). The window is a few hundred nanoseconds; yield through it.
+ */
+static void await_waker(struct req *r)
+{
+	/* acquire: pairs with the helper's release store after its wake. */
+	for (unsigned spins = 0; !atomic_load_explicit(&r->waked, memory_order_acquire); spins++) {
+		if (spins < 64)
+			ck_pr_stall();
+		else
+			sched_yield();   /* the helper was preempted: let it finish */
+	}
+}
 
 WEFT_API int weft_blocking(void *(*fn)(void *), void *arg, void **ret)
 {
@@ -312,6 +340,8 @@ WEFT_API int weft_blocking(void *(*fn)(void *), void *arg, void **ret)
 	}
 	/* DONE: rq.ret was written under the lock (read after taking it above)
 	 * or before the wake (published by it). */
+	if (r == 0)
+		await_waker(&rq);
 	if (ret)
 		*ret = rq.ret;
 	return 0;

@@ -76,7 +76,20 @@ needed=$(readelf -d "$tmp/hello-static" 2>/dev/null || true)
 
 # ------------------------------------------------------------- 3. headers ---
 step "public header as C11 -pedantic and C++17"
-printf '#include <weft.h>\nint main(void) { return weft_self() != 0; }\n' >"$tmp/h.c"
+cat >"$tmp/h.c" <<'C'
+#include <weft.h>
+/* The static initialisers must work in both languages too. */
+static weft_mutex m = WEFT_MUTEX_INIT;
+static weft_rwlock rw = WEFT_RWLOCK_INIT;
+static weft_cond cv = WEFT_COND_INIT;
+static weft_wg wg = WEFT_WG_INIT;
+static weft_once_flag once = WEFT_ONCE_INIT;
+int main(void)
+{
+	(void)m; (void)rw; (void)cv; (void)wg; (void)once;
+	return weft_self() != 0;
+}
+C
 cp "$tmp/h.c" "$tmp/h.cpp"
 cc -std=c11 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$incdir" "$tmp/h.c" ||
 	fail "weft.h is not clean C11"

@@ -553,7 +553,7 @@ int main(int argc, char **argv)
 	}
 	unsigned workers = b->single ? 1 : ncpus();
 	unsigned max = ncpus();
-	for (int i = argi + 1; i < argc; i++) {
+	for (int i = argi + 1; i < argc; i += 2) {     /* option, value pairs */
 		unsigned *dst = NULL;
 		if (strcmp(argv[i], "--workers") == 0 && !is_scale)
 			dst = &workers;
@@ -561,7 +561,6 @@ int main(int argc, char **argv)
 			dst = &max;
 		if (!dst || i + 1 >= argc || parse_uint(argv[i + 1], dst) < 0)
 			return usage();
-		i++;
 	}
 	if (is_scale)
 		return scale(b, max);

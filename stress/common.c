@@ -90,9 +90,8 @@ void stress_fail(const char *fmt, ...)
 	va_end(ap);
 	const char *p = getenv("WEFT_PERTURB"), *f = getenv("WEFT_FAULT");
 	fprintf(stderr, "FAIL %s seed=%" PRIu64 ": %s\n", stress.name, stress.seed, msg);
-	fprintf(stderr, "  repro: %s%s%s%s%s%s\n", p ? "WEFT_PERTURB=" : "", p ? p : "", p ? " " : "",
-	        f ? "WEFT_FAULT=" : "", f ? f : "", f ? " " : "");
-	fprintf(stderr, "         %s\n", repro);
+	fprintf(stderr, "  repro: %s%s%s%s%s%s%s\n", p ? "WEFT_PERTURB=" : "", p ? p : "",
+	        p ? " " : "", f ? "WEFT_FAULT=" : "", f ? f : "", f ? " " : "", repro);
 	printf("FAIL %s seed=%" PRIu64 "\n", stress.name, stress.seed);
 	fflush(NULL);
 	_exit(1);

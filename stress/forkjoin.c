@@ -7,7 +7,7 @@
  * Memory: RSS (/proc/self/statm) is read before weft_rt_create and after
  * weft_rt_destroy, with malloc_trim(0) first so memory glibc merely keeps
  * cached is not counted; it must come back within 16 MiB of the baseline
- * (the peak is printed for comparison).
+ * (the peak is printed for comparison). Not under ASan/TSan (see below).
  */
 #include "common.h"
 #include "weft.h"
@@ -66,9 +66,13 @@ static void one(unsigned workers, unsigned depth, unsigned flags)
 	printf("  forkjoin workers=%u flags=%u nodes=%lu rss: before %" PRIu64 " KiB, peak %" PRIu64
 	       " KiB, after %" PRIu64 " KiB\n", workers, flags, (2ul << depth) - 1, base >> 10,
 	       peak >> 10, after >> 10);
+	/* Under ASan/TSan the allocator keeps freed memory in its quarantine
+	 * and shadow (malloc_trim does not reach it): print, do not judge. */
+#if !defined(WEFT_ASAN) && !defined(WEFT_TSAN)
 	STRESS_CHECK(after <= base + (16u << 20),
 	             "workers=%u: RSS %" PRIu64 " KiB after destroy, %" PRIu64 " KiB before (peak %"
 	             PRIu64 " KiB): memory not returned", workers, after >> 10, base >> 10, peak >> 10);
+#endif
 }
 
 int main(int argc, char **argv)

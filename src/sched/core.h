@@ -16,6 +16,7 @@
 #include "io/ring.h"
 #include "sched/lock.h"
 #include "sched/runq.h"
+#include "sched/spawnq.h"
 #include "sched/timer.h"
 #include "sched/wait.h"
 
@@ -96,6 +97,7 @@ struct weft__worker {
 
 	/* ---- shared ---- */
 	struct weft__runq runq;
+	struct weft__spawnq spawnq;       /* continuations of child-first spawns */
 	struct weft__timer_heap timers;
 	struct weft__ring ring;
 	_Alignas(64) struct weft__remote_call *_Atomic calls;  /* MPSC stack     */
@@ -138,6 +140,7 @@ struct weft_rt {
 
 	_Alignas(64) _Atomic uint64_t live;   /* coroutines spawned, not returned   */
 	_Atomic uint32_t shutdown;        /* destroy started: spawn cancels        */
+	_Atomic uint32_t outside_wakers;  /* non-workers inside ready() right now  */
 	_Atomic uint32_t stop;            /* workers leave their loops             */
 
 	/* start-up handshake */

@@ -157,6 +157,94 @@ WEFT_API void weft_set_name(const char *name);
 /** Index of the worker running the caller (0..workers-1), or -1 outside one. */
 WEFT_API int weft_worker_id(void);
 
+/* ----------------------------------------------- deadlines and locals --- */
+
+/**
+ * Set a deadline for a region of code (the cancel scope of structured
+ * concurrency): until it is changed, every blocking call of the calling
+ * coroutine fails with -ETIMEDOUT once weft_now() passes `deadline` (absolute
+ * ns; 0 = none), whatever its own timeout. Returns the previous deadline, to
+ * restore when the region ends:
+ *     uint64_t old = weft_deadline_set(weft_now() + 50 * 1000000);
+ *     ... calls ...
+ *     weft_deadline_set(old);
+ * A no-op returning 0 outside a coroutine.
+ */
+WEFT_API uint64_t weft_deadline_set(uint64_t deadline);
+/** The calling coroutine's region deadline (0: none). */
+WEFT_API uint64_t weft_deadline(void);
+
+/** A key for coroutine-local storage (like pthread_key_t). */
+typedef unsigned weft_local_key;
+#define WEFT_LOCAL_KEYS 64
+/**
+ * Create a key; dtor (may be NULL) runs with a coroutine's non-NULL value when
+ * that coroutine returns. Returns 0 or -EAGAIN (all WEFT_LOCAL_KEYS in use).
+ * Thread-safe. Keys live as long as the process.
+ */
+WEFT_API int weft_local_key_create(weft_local_key *key, void (*dtor)(void *));
+/** The calling coroutine's value for key (NULL if unset or outside one). */
+WEFT_API void *weft_local_get(weft_local_key key);
+/** Set it. Returns 0, -EINVAL (bad key), -EPERM outside a coroutine, -ENOMEM. */
+WEFT_API int weft_local_set(weft_local_key key, void *value);
+
+/* ------------------------------------------------------ introspection --- */
+
+/** Counters of one worker since the runtime started (monotone, relaxed). */
+struct weft_worker_stats {
+	uint64_t switches;      /* coroutines resumed                                 */
+	uint64_t spawns;        /* coroutines created by this worker                  */
+	uint64_t steals_tried;  /* victims probed while searching                     */
+	uint64_t steals;        /* successful steals                                  */
+	uint64_t parks;         /* times the worker slept in its ring                 */
+	uint64_t wakes;         /* coroutines made runnable by this worker            */
+	uint64_t inject_in;     /* coroutines it put on the injection queue           */
+	uint64_t inject_out;    /* coroutines it took from the injection queue        */
+	uint64_t io_completions;/* ring callbacks run (I/O ops completed)             */
+	uint64_t timers_fired;
+	uint64_t starved;       /* runs reported as over the starvation threshold     */
+};
+
+/** Runtime-wide view: the sum over workers, plus live coroutines. */
+struct weft_stats {
+	unsigned workers;
+	uint64_t live;          /* coroutines spawned and not yet returned            */
+	struct weft_worker_stats total;
+};
+
+/**
+ * Read the counters of rt: the totals into *out, and per worker into
+ * per_worker[0..n) when per_worker is not NULL (n may be less than the
+ * workers). Any thread, no lock on the workers' paths. Returns 0 or -EINVAL.
+ */
+WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
+                           struct weft_worker_stats *per_worker, unsigned n);
+/** One line of text ("workers=2 live=3 switches=... "); returns its length
+ *  (snprintf's convention). */
+WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len);
+
+/**
+ * Print every live coroutine of every runtime to f: id, name, state (running
+ * on worker N, runnable, parked), what it waits for, its age, and the stack it
+ * uses now (parked coroutines). Any thread; takes each runtime's record lock,
+ * nothing on the spawn path.
+ */
+WEFT_API void weft_dump(void *file /* FILE * */);
+/** Install a SIGQUIT handler that makes weft_dump(stderr) run (from a
+ *  runtime's monitor thread, not in the handler), as Go does. Returns 0. */
+WEFT_API int weft_dump_on_sigquit(void);
+
+/**
+ * Starvation defence: a coroutine that runs longer than threshold_ns
+ * (default 10 ms; 0 turns detection off) without reaching a blocking point is
+ * reported once, with its id, name and how long it had run, through log
+ * (NULL: a line on stderr), and counted in weft_worker_stats.starved. Its
+ * worker's queue is then stolen by idle workers, and its due timers fired by
+ * them. Thread-safe.
+ */
+WEFT_API void weft_rt_set_starvation(weft_rt *rt, uint64_t threshold_ns,
+                                     void (*log)(const char *line, void *arg), void *arg);
+
 /** Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 WEFT_API uint64_t weft_now(void);
 

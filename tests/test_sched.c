@@ -6,8 +6,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "weft.h"
@@ -503,4 +505,221 @@ Test(sched, idle_runtime_uses_no_cpu)
 	               (b.ru_stime.tv_usec - a.ru_stime.tv_usec)) / 1e6;
 	cr_assert_lt(used, 0.05, "idle runtime used %.3f s of CPU in 1 s", used);
 	cr_assert_eq(weft_rt_destroy(rt), 0);
+}
+
+/* ------------------------------------------- deadlines and cancel order --- */
+
+static void *deadline_region(void *arg)
+{
+	uint64_t old = weft_deadline_set(weft_now() + 20 * 1000000ull);
+	cr_assert_eq(old, 0);
+	cr_assert_eq(weft_sleep(3600ull * 1000000000ull), -ETIMEDOUT,
+	             "an hour's sleep ends at the region's deadline");
+	weft_task *t;
+	cr_assert_eq(weft_spawn(&t, sleeper, NULL), 0);
+	cr_assert_eq(weft_join(t, NULL), -ETIMEDOUT, "join inside the region times out too");
+	weft_deadline_set(old);
+	cr_assert_eq(weft_deadline(), 0);
+	weft_cancel(t);
+	void *r;
+	cr_assert_eq(weft_join(t, &r), 0);
+	cr_assert_eq((intptr_t)r, -ECANCELED);
+	return NULL;
+}
+
+Test(sched, deadline_for_a_region)
+{
+	FOR_EACH_WORKERS(n)
+		run_main(n, deadline_region, NULL);
+}
+
+static void *cancel_beats_deadline(void *arg)
+{
+	weft_cancel(weft_self());
+	cr_assert_eq(weft_sleep(1), -ECANCELED, "a pending cancel wins over a passed deadline");
+	cr_assert_eq(weft_sleep(1000000), -ECANCELED, "and stays");
+	return NULL;
+}
+
+Test(sched, cancel_wins_over_expired_deadline)
+{
+	run_main(2, cancel_beats_deadline, NULL);
+}
+
+/* ------------------------------------------------------ timer order --- */
+
+static _Atomic int order_next;
+static int order_seen[200];
+
+static _Atomic uint64_t order_base;
+
+static void *ordered_sleeper(void *arg)
+{
+	intptr_t i = (intptr_t)arg;
+	/* wait until every sleeper exists, then sleep until base + 200 ms +
+	 * i * 20 us: the margin covers arming 200 timers even under TSan */
+	for (int k = 0; k < 100000 && !atomic_load(&order_base); k++)
+		weft_yield();
+	uint64_t target = atomic_load(&order_base) + 200000000 + (uint64_t)i * 20000;
+	uint64_t now = weft_now();
+	weft_sleep(target > now ? target - now : 0);
+	order_seen[atomic_fetch_add(&order_next, 1)] = (int)i;
+	return NULL;
+}
+
+static void *timer_order(void *arg)
+{
+	weft_task *t[200];
+	atomic_store(&order_base, 0);
+	for (intptr_t i = 199; i >= 0; i--)              /* armed in reverse */
+		weft_spawn(&t[i], ordered_sleeper, (void *)i);
+	atomic_store(&order_base, weft_now());
+	for (int i = 0; i < 200; i++)
+		weft_join(t[i], NULL);
+	return NULL;
+}
+
+Test(sched, timers_fire_in_deadline_order_on_one_worker)
+{
+	atomic_store(&order_next, 0);
+	run_main(1, timer_order, NULL);
+	for (int i = 0; i < 200; i++)
+		cr_assert_eq(order_seen[i], i, "position %d woke sleeper %d", i, order_seen[i]);
+}
+
+/* ------------------------------------------------------------ locals --- */
+
+static weft_local_key lkey;
+static _Atomic int dtor_calls;
+
+static void local_dtor(void *v)
+{
+	cr_assert_eq((intptr_t)v % 1000, 7);
+	atomic_fetch_add(&dtor_calls, 1);
+}
+
+static void *local_user(void *arg)
+{
+	intptr_t mine = (intptr_t)arg * 1000 + 7;
+	cr_assert_null(weft_local_get(lkey));
+	cr_assert_eq(weft_local_set(lkey, (void *)mine), 0);
+	for (int i = 0; i < 100; i++) {
+		weft_yield();                   /* may migrate */
+		cr_assert_eq(weft_local_get(lkey), (void *)mine);
+	}
+	return NULL;
+}
+
+static void *locals_main(void *arg)
+{
+	weft_task *t[50];
+	for (intptr_t i = 0; i < 50; i++)
+		weft_spawn(&t[i], local_user, (void *)(i + 1));
+	for (int i = 0; i < 50; i++)
+		weft_join(t[i], NULL);
+	cr_assert_eq(weft_local_set(WEFT_LOCAL_KEYS + 3, NULL), -EINVAL);
+	return NULL;
+}
+
+Test(sched, coroutine_locals)
+{
+	static bool created;
+	if (!created) {
+		cr_assert_eq(weft_local_key_create(&lkey, local_dtor), 0);
+		created = true;
+	}
+	cr_assert_eq(weft_local_set(lkey, NULL), -EPERM);
+	cr_assert_null(weft_local_get(lkey));
+	FOR_EACH_WORKERS(n) {
+		atomic_store(&dtor_calls, 0);
+		run_main(n, locals_main, NULL);
+		cr_assert_eq(atomic_load(&dtor_calls), 50, "every value's destructor ran once");
+	}
+}
+
+/* ------------------------------------------------ stats, dump, starve --- */
+
+static void *named_sleeper(void *arg)
+{
+	weft_set_name("sleepy");
+	return (void *)(intptr_t)weft_sleep(3600ull * 1000000000ull);
+}
+
+static void *introspect(void *arg)
+{
+	weft_rt *rt = weft_rt_current();
+	weft_task *t[3];
+	for (int i = 0; i < 3; i++)
+		weft_spawn(&t[i], named_sleeper, NULL);
+	weft_sleep(1000000);
+
+	struct weft_stats st;
+	struct weft_worker_stats per[4];
+	cr_assert_eq(weft_rt_stats(rt, &st, per, 4), 0);
+	cr_assert_geq(st.total.spawns, 3);
+	cr_assert_geq(st.total.switches, 4);
+	cr_assert_geq(st.live, 4);
+	char line[512];
+	cr_assert_gt(weft_stats_format(&st, line, sizeof line), 0);
+	cr_assert_not_null(strstr(line, "spawns="), "%s", line);
+
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	weft_dump(f);
+	fclose(f);
+	cr_assert_not_null(strstr(buf, "\"sleepy\": parked, waiting for sleep"), "%s", buf);
+	cr_assert_not_null(strstr(buf, "\"main\": running on worker"), "%s", buf);
+	free(buf);
+	for (int i = 0; i < 3; i++) {
+		weft_cancel(t[i]);
+		weft_join(t[i], NULL);
+	}
+	return NULL;
+}
+
+Test(sched, stats_and_dump)
+{
+	run_main(2, introspect, NULL);
+}
+
+static char starve_line[256];
+static _Atomic int starve_reports;
+
+static void starve_log(const char *line, void *arg)
+{
+	snprintf(starve_line, sizeof starve_line, "%s", line);
+	atomic_fetch_add(&starve_reports, 1);
+}
+
+static void *hog(void *arg)
+{
+	weft_set_name("hog");
+	uint64_t end = weft_now() + 300 * 1000000ull;  /* 300 ms, no blocking point */
+	volatile uint64_t x = 0;
+	while (weft_now() < end)
+		x++;
+	return NULL;
+}
+
+static void *starve_main(void *arg)
+{
+	weft_task *t;
+	weft_spawn(&t, hog, NULL);
+	weft_join(t, NULL);
+	return NULL;
+}
+
+Test(sched, long_runner_reported_once)
+{
+	weft_rt *rt = make_rt(2);
+	atomic_store(&starve_reports, 0);
+	weft_rt_set_starvation(rt, 20 * 1000000ull, starve_log, NULL);
+	cr_assert_eq(weft_rt_run(rt, starve_main, NULL, NULL), 0);
+	struct weft_stats st;
+	weft_rt_stats(rt, &st, NULL, 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	cr_assert_eq(atomic_load(&starve_reports), 1, "reported once, got %d", atomic_load(&starve_reports));
+	cr_assert_not_null(strstr(starve_line, "\"hog\""), "%s", starve_line);
+	cr_assert_eq(st.total.starved, 1);
 }

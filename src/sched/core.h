@@ -40,6 +40,8 @@ struct weft_task {
 	int wake_reason;                  /* written by the claim winner         */
 	_Atomic uint32_t cancel;          /* weft_cancel was called              */
 	unsigned shield;                  /* cancel shield depth; owner only     */
+	uint64_t deadline;                /* region deadline (weft_deadline_set) */
+	void **locals;                    /* coroutine-local values (weft_local) */
 	struct weft__timer timer;         /* deadline of the open wait           */
 
 	weft_fn fn;
@@ -60,6 +62,9 @@ struct weft_task {
 	size_t stack_size;                /* 0: the runtime's default            */
 	uint64_t id;
 	char name[32];
+	uint64_t born;                    /* CLOCK_MONOTONIC_COARSE ns at spawn   */
+	const char *wait_what;            /* for weft_dump: what it waits for     */
+	const void *wait_obj;
 };
 
 /* What a coroutine asks of its worker when it switches to the scheduler. */
@@ -74,6 +79,17 @@ enum weft__action {
 #define WEFT__INJECT_EVERY 61       /* ticks between fairness checks           */
 #define WEFT__TASK_CACHE 128        /* free task records kept per worker       */
 
+/* Worker counters: written by the owner with a relaxed load and store (no
+ * locked instruction), read by anyone with relaxed loads (weft_rt_stats). */
+struct weft__wstats {
+	_Atomic uint64_t switches, spawns, steals_tried, steals, parks, wakes,
+	                 inject_in, inject_out, io_completions, timers_fired, starved;
+};
+#define WSTAT_ADD(w, f, n)                                                        \
+	atomic_store_explicit(&(w)->stats.f,                                     \
+	    atomic_load_explicit(&(w)->stats.f, memory_order_relaxed) + (n),       \
+	    memory_order_relaxed)
+
 struct weft__worker {
 	/* ---- owner-only, hot ---- */
 	struct weft__ctx sched_ctx;       /* the worker thread's own stack        */
@@ -87,6 +103,7 @@ struct weft__worker {
 	void (*unlock)(void *);
 	void *unlock_arg;
 	bool searching;                   /* counted in rt->nsearching            */
+	bool batch_wake;                  /* waking a batch: FIFO, not LIFO slot  */
 	struct weft_task *free_tasks;     /* task record cache                    */
 	unsigned nfree_tasks;
 	uint64_t next_id, last_id;        /* block of task ids                    */
@@ -96,6 +113,9 @@ struct weft__worker {
 	pthread_t thread;
 
 	/* ---- shared ---- */
+	struct weft__wstats stats;
+	/* What runs now, for the monitor (relaxed: a sample, not a protocol). */
+	_Atomic(struct weft_task *) running;
 	struct weft__runq runq;
 	struct weft__spawnq spawnq;       /* continuations of child-first spawns */
 	struct weft__timer_heap timers;
@@ -142,6 +162,15 @@ struct weft_rt {
 	_Atomic uint32_t shutdown;        /* destroy started: spawn cancels        */
 	_Atomic uint32_t outside_wakers;  /* non-workers inside ready() right now  */
 	_Atomic uint32_t stop;            /* workers leave their loops             */
+
+	/* monitor thread: starvation reports, SIGQUIT dumps */
+	pthread_t monitor;
+	bool monitor_started;
+	bool monitor_stop;                /* under start_lock                      */
+	_Atomic uint64_t starve_ns;       /* 0: off                                */
+	void (*starve_log)(const char *line, void *arg);
+	void *starve_arg;
+	struct weft_rt *next_rt;          /* all runtimes, for weft_dump           */
 
 	/* start-up handshake */
 	pthread_mutex_t start_lock;

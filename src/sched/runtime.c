@@ -82,11 +82,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------ helpers --- */
+
+struct weft__worker;
+static void enqueue_back(struct weft__worker *w, struct weft_task *t);
+static void *monitor_main(void *arg);
+static void rts_add(struct weft_rt *rt);
+static void rts_remove(struct weft_rt *rt);
 
 static __thread struct weft__worker *tls_worker
 	__attribute__((tls_model("initial-exec")));
@@ -123,6 +130,14 @@ WEFT_API uint64_t weft_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ~5 ns: for coroutine ages in weft_dump, not for deadlines. */
+static uint64_t coarse_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -199,6 +214,7 @@ static struct weft_task *inject_take(struct weft_rt *rt, struct weft__worker *w)
 	pthread_mutex_unlock(&rt->inject_lock);
 	if (n > 1)
 		weft__runq_push_batch(&w->runq, batch, n - 1);
+	WSTAT_ADD(w, inject_out, n);
 	return t;
 }
 
@@ -367,6 +383,14 @@ static void ready(struct weft_task *t)
 		atomic_fetch_sub_explicit(&rt->outside_wakers, 1, memory_order_release);
 		return;
 	}
+	WSTAT_ADD(w, wakes, 1);
+	if (w->batch_wake) {
+		/* Wakes from a batch (timers firing, I/O completions, remote
+		 * calls) keep their order: the LIFO slot would run the last one
+		 * first and push the earlier ones behind the whole queue. */
+		enqueue_back(w, t);
+		return;
+	}
 	struct weft_task *prev = w->lifo;
 	w->lifo = t;
 	if (prev) {
@@ -376,6 +400,7 @@ static void ready(struct weft_task *t)
 			for (unsigned i = 0; i + 1 < n; i++)
 				batch[i]->next = batch[i + 1];
 			inject_push(rt, batch[0], batch[n - 1], n);
+			WSTAT_ADD(w, inject_in, n);
 		}
 		notify_work(rt);
 	}
@@ -390,6 +415,7 @@ static void enqueue_back(struct weft__worker *w, struct weft_task *t)
 		for (unsigned i = 0; i + 1 < n; i++)
 			batch[i]->next = batch[i + 1];
 		inject_push(w->rt, batch[0], batch[n - 1], n);
+		WSTAT_ADD(w, inject_in, n);
 	}
 	if (w->rt->nworkers > 1)            /* alone, nobody else could take it */
 		notify_work(w->rt);
@@ -459,6 +485,10 @@ static void task_finish(struct weft__worker *w, struct weft_task *t)
 static struct weft_task *run_task(struct weft__worker *w, struct weft_task *t)
 {
 	w->current = t;
+	WSTAT_ADD(w, switches, 1);
+	/* release: the monitor's acquire load then sees t's id and name as
+	 * they were written before t was first made runnable. */
+	atomic_store_explicit(&w->running, t, memory_order_release);
 	/* relaxed: we own t now (we dequeued it); nobody else may write state
 	 * until it opens a wait, which it does after this store in its own
 	 * program order on this thread. */
@@ -467,6 +497,7 @@ static struct weft_task *run_task(struct weft__worker *w, struct weft_task *t)
 	weft__ctx_switch(&w->sched_ctx, &t->ctx, t);
 	weft__stack_set_current(NULL);
 	w->current = NULL;
+	atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
 
 	switch (w->action) {
 	case WEFT__A_YIELD:
@@ -525,10 +556,14 @@ static void switch_out(struct weft_task *t, int action)
 	weft__ctx_switch(&t->ctx, &w->sched_ctx, NULL);
 }
 
+static void locals_release(struct weft_task *t);
+
 static void task_entry(void *data)
 {
 	struct weft_task *t = data;
 	t->ret = t->fn(t->arg);
+	if (t->locals)
+		locals_release(t);              /* destructors run as the coroutine */
 	struct weft__worker *w = worker_current();    /* not the one we started on */
 	w->action = WEFT__A_EXIT;
 	weft__ctx_exit(&t->ctx, &w->sched_ctx, NULL);
@@ -544,6 +579,7 @@ static void run_remote_calls(struct weft__worker *w)
 	struct weft__remote_call *c = atomic_exchange_explicit(&w->calls, NULL,
 	                                                       memory_order_acquire);
 	struct weft__remote_call *rev = NULL;
+	w->batch_wake = true;
 	while (c) {                         /* oldest first */
 		struct weft__remote_call *n = c->next;
 		c->next = rev;
@@ -555,6 +591,7 @@ static void run_remote_calls(struct weft__worker *w)
 		rev->fn(rev);                   /* may free rev: read next first */
 		rev = n;
 	}
+	w->batch_wake = false;
 }
 
 static bool any_work_visible(struct weft_rt *rt, struct weft__worker *self)
@@ -590,10 +627,22 @@ static struct weft_task *steal_work(struct weft__worker *w)
 			struct weft__worker *v = &rt->workers[(start + i) % n];
 			if (v == w)
 				continue;
+			/* Due timers of a worker held by a long-running coroutine
+			 * are not hostage: fire them here (the heap has a lock). */
+			if (weft__timer_next(&v->timers) != UINT64_MAX) {
+				w->batch_wake = true;
+				weft__timer_run(&v->timers, weft_now());
+				w->batch_wake = false;
+				if (w->lifo || weft__runq_len(&w->runq))
+					return NULL;        /* found work: find_work takes it */
+			}
 			/* the oldest continuation first: it carries the most work */
+			WSTAT_ADD(w, steals_tried, 1);
 			struct weft_task *t = weft__spawnq_steal(&v->spawnq);
-			if (t || (t = weft__runq_steal(&v->runq, &w->runq)))
+			if (t || (t = weft__runq_steal(&v->runq, &w->runq))) {
+				WSTAT_ADD(w, steals, 1);
 				return t;
+			}
 		}
 		struct weft_task *t = inject_take(rt, w);
 		if (t)
@@ -620,7 +669,22 @@ static unsigned fire_timers(struct weft__worker *w)
 	uint64_t next = weft__timer_next(&w->timers);
 	if (next == UINT64_MAX)
 		return 0;
-	return weft__timer_run(&w->timers, weft_now());
+	w->batch_wake = true;
+	unsigned n = weft__timer_run(&w->timers, weft_now());
+	w->batch_wake = false;
+	WSTAT_ADD(w, timers_fired, n);
+	return n;
+}
+
+/* Owner: submit and reap; the completions' wakes keep their order. */
+static int ring_poll(struct weft__worker *w)
+{
+	w->batch_wake = true;
+	int n = weft__ring_poll(&w->ring);
+	w->batch_wake = false;
+	if (n > 0)
+		WSTAT_ADD(w, io_completions, (unsigned)n);
+	return n;
 }
 
 /* Park the worker in its ring until work may have arrived. */
@@ -645,8 +709,14 @@ static void worker_park(struct weft__worker *w)
 			uint64_t now = weft_now();
 			timeout = next > now ? (int64_t)(next - now) : 0;
 		}
-		if (timeout != 0)
-			weft__ring_wait(&w->ring, timeout);
+		if (timeout != 0) {
+			WSTAT_ADD(w, parks, 1);
+			w->batch_wake = true;
+			int n = weft__ring_wait(&w->ring, timeout);
+			w->batch_wake = false;
+			if (n > 0)
+				WSTAT_ADD(w, io_completions, (unsigned)n);
+		}
 	}
 	atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
 	if (idle_leave(rt, w))
@@ -662,12 +732,12 @@ static struct weft_task *find_work(struct weft__worker *w)
 		struct weft_task *t;
 
 		if (atomic_load_explicit(&w->calls, memory_order_relaxed))
-			run_remote_calls(w);
+			run_remote_calls(w);     /* sets batch_wake itself */
 		if ((tick & 7) == 0)
 			fire_timers(w);
 		if (tick % WEFT__INJECT_EVERY == 0) {
 			if (weft__ring_busy(&w->ring))
-				weft__ring_poll(&w->ring);
+				ring_poll(w);
 			if ((t = inject_take(rt, w)))
 				return t;
 		}
@@ -693,7 +763,7 @@ static struct weft_task *find_work(struct weft__worker *w)
 		/* Local work ran dry: one scheduling round is over. Submit the
 		 * SQEs it prepared, reap, fire timers; any of these may make
 		 * tasks runnable here. */
-		if (weft__ring_busy(&w->ring) && weft__ring_poll(&w->ring) > 0)
+		if (weft__ring_busy(&w->ring) && ring_poll(w) > 0)
 			continue;
 		if (fire_timers(w))
 			continue;
@@ -889,6 +959,9 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 		rt_free(rt);
 		return err;
 	}
+	atomic_store_explicit(&rt->starve_ns, 10000000, memory_order_relaxed);   /* 10 ms */
+	rt->monitor_started = pthread_create(&rt->monitor, NULL, monitor_main, rt) == 0;
+	rts_add(rt);
 	*out = rt;
 	return 0;
 }
@@ -954,6 +1027,7 @@ static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, v
 			w->last_id = w->next_id + 1024;
 		}
 		id = w->next_id++;
+		WSTAT_ADD(w, spawns, 1);
 	} else {
 		id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed);
 	}
@@ -976,6 +1050,11 @@ static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, v
 	t->has_joiner = false;
 	t->ext_done = NULL;
 	t->shield = 0;
+	t->deadline = 0;
+	t->locals = NULL;
+	t->wait_what = NULL;
+	t->wait_obj = NULL;
+	t->born = coarse_now();
 	atomic_store_explicit(&t->wait_flags, 0, memory_order_relaxed);
 	/* wait_seq carries on from the record's previous life, so waiters
 	 * left over from then can never match again. */
@@ -1107,11 +1186,15 @@ int weft__wait_begin(struct weft__waiter *wt, uint64_t deadline, unsigned flags)
 		return -EPERM;
 	if (t->shield)
 		flags &= ~WEFT__WAIT_CANCELLABLE;
-	if (deadline && deadline <= weft_now())
-		return -ETIMEDOUT;
+	/* A pending cancel wins over a deadline already passed: every blocking
+	 * call after a cancel returns -ECANCELED. */
 	if ((flags & WEFT__WAIT_CANCELLABLE) &&
 	    atomic_load_explicit(&t->cancel, memory_order_relaxed))
 		return -ECANCELED;   /* fast path: nothing opened yet */
+	if (t->deadline && (!deadline || t->deadline < deadline))
+		deadline = t->deadline;         /* the region's deadline is nearer */
+	if (deadline && deadline <= weft_now())
+		return -ETIMEDOUT;
 	uint64_t seq = ++t->wait_seq;
 	wt->task = t;
 	wt->seq = seq;
@@ -1265,11 +1348,16 @@ WEFT_API int weft_sleep(uint64_t ns)
 		weft_yield();
 		return weft_cancelled() ? -ECANCELED : 0;
 	}
+	/* Reaching its own deadline is a sleep's success; a region deadline
+	 * (weft_deadline_set) that cuts it short is a -ETIMEDOUT. */
+	uint64_t region = weft_deadline();
+	int timed_out = region && region < deadline ? -ETIMEDOUT : 0;
+	weft__wait_describe("sleep", NULL);
 	int err = weft__wait_begin(&wt, deadline, WEFT__WAIT_CANCELLABLE);
 	if (err)
-		return err == -ETIMEDOUT ? 0 : err;
+		return err == -ETIMEDOUT ? timed_out : err;
 	int r = weft__wait_park(&wt, NULL, NULL);
-	return r == -ETIMEDOUT ? 0 : r;
+	return r == -ETIMEDOUT ? timed_out : r;
 }
 
 static void unlock_join(void *arg)
@@ -1293,6 +1381,7 @@ WEFT_API int weft_join(weft_task *t, void **ret)
 			return -EINVAL;             /* joined twice at once */
 		}
 		struct weft__waiter wt;
+		weft__wait_describe("join of coroutine", t);
 		int err = weft__wait_begin(&wt, 0, WEFT__WAIT_CANCELLABLE);
 		if (err) {
 			weft__unlock(&t->join_lock);
@@ -1335,6 +1424,358 @@ WEFT_API int weft_cancel(weft_task *t)
 	return 0;
 }
 
+/* ------------------------------------------- deadlines, describe, locals --- */
+
+WEFT_API uint64_t weft_deadline_set(uint64_t deadline)
+{
+	struct weft_task *t = weft_self();
+	if (!t)
+		return 0;
+	uint64_t old = t->deadline;
+	t->deadline = deadline;
+	return old;
+}
+
+WEFT_API uint64_t weft_deadline(void)
+{
+	struct weft_task *t = weft_self();
+	return t ? t->deadline : 0;
+}
+
+uint64_t weft__wait_deadline(uint64_t own)
+{
+	struct weft_task *t = weft_self();
+	if (t && t->deadline && (!own || t->deadline < own))
+		return t->deadline;
+	return own;
+}
+
+void weft__wait_describe(const char *what, const void *obj)
+{
+	struct weft_task *t = weft_self();
+	if (t) {
+		t->wait_what = what;
+		t->wait_obj = obj;
+	}
+}
+
+static pthread_mutex_t locals_lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*locals_dtor[WEFT_LOCAL_KEYS])(void *);
+static _Atomic unsigned locals_used;    /* keys handed out, never returned */
+
+WEFT_API int weft_local_key_create(weft_local_key *key, void (*dtor)(void *))
+{
+	if (!key)
+		return -EINVAL;
+	pthread_mutex_lock(&locals_lock);
+	unsigned k = atomic_load_explicit(&locals_used, memory_order_relaxed);
+	if (k == WEFT_LOCAL_KEYS) {
+		pthread_mutex_unlock(&locals_lock);
+		return -EAGAIN;
+	}
+	locals_dtor[k] = dtor;
+	/* release: a coroutine that sees the key in use sees its dtor. */
+	atomic_store_explicit(&locals_used, k + 1, memory_order_release);
+	pthread_mutex_unlock(&locals_lock);
+	*key = k;
+	return 0;
+}
+
+WEFT_API void *weft_local_get(weft_local_key key)
+{
+	struct weft_task *t = weft_self();
+	if (!t || !t->locals || key >= WEFT_LOCAL_KEYS)
+		return NULL;
+	return t->locals[key];
+}
+
+WEFT_API int weft_local_set(weft_local_key key, void *value)
+{
+	struct weft_task *t = weft_self();
+	if (!t)
+		return -EPERM;
+	if (key >= atomic_load_explicit(&locals_used, memory_order_acquire))
+		return -EINVAL;
+	if (!t->locals) {
+		if (!value)
+			return 0;
+		/* Only coroutines that use locals pay for them: one small
+		 * allocation on first use, freed when the coroutine returns. */
+		t->locals = calloc(WEFT_LOCAL_KEYS, sizeof *t->locals);
+		if (!t->locals)
+			return -ENOMEM;
+	}
+	t->locals[key] = value;
+	return 0;
+}
+
+/* The coroutine returned: run destructors (as pthread does, a few rounds in
+ * case a destructor sets values again), then free the array. */
+static void locals_release(struct weft_task *t)
+{
+	unsigned used = atomic_load_explicit(&locals_used, memory_order_acquire);
+	for (int round = 0; round < 4; round++) {
+		bool again = false;
+		for (unsigned k = 0; k < used; k++) {
+			void *v = t->locals[k];
+			if (v && locals_dtor[k]) {
+				t->locals[k] = NULL;
+				locals_dtor[k](v);
+				again = true;
+			}
+		}
+		if (!again)
+			break;
+	}
+	free(t->locals);
+	t->locals = NULL;
+}
+
+/* ------------------------------------------------------------- stats --- */
+
+static void stats_read(struct weft__worker *w, struct weft_worker_stats *o)
+{
+#define RD(f) o->f = atomic_load_explicit(&w->stats.f, memory_order_relaxed)
+	RD(switches); RD(spawns); RD(steals_tried); RD(steals); RD(parks); RD(wakes);
+	RD(inject_in); RD(inject_out); RD(io_completions); RD(timers_fired); RD(starved);
+#undef RD
+}
+
+WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
+                           struct weft_worker_stats *per_worker, unsigned n)
+{
+	if (!rt || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof *out);
+	out->workers = rt->nworkers;
+	out->live = atomic_load_explicit(&rt->live, memory_order_relaxed);
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct weft_worker_stats ws;
+		stats_read(&rt->workers[i], &ws);
+		if (per_worker && i < n)
+			per_worker[i] = ws;
+		struct weft_worker_stats *t = &out->total;
+		t->switches += ws.switches; t->spawns += ws.spawns;
+		t->steals_tried += ws.steals_tried; t->steals += ws.steals;
+		t->parks += ws.parks; t->wakes += ws.wakes;
+		t->inject_in += ws.inject_in; t->inject_out += ws.inject_out;
+		t->io_completions += ws.io_completions; t->timers_fired += ws.timers_fired;
+		t->starved += ws.starved;
+	}
+	return 0;
+}
+
+WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len)
+{
+	if (!s)
+		return -EINVAL;
+	const struct weft_worker_stats *t = &s->total;
+	return snprintf(buf, len,
+	                "workers=%u live=%llu switches=%llu spawns=%llu steals=%llu/%llu "
+	                "parks=%llu wakes=%llu inject=%llu/%llu io=%llu timers=%llu starved=%llu",
+	                s->workers, (unsigned long long)s->live,
+	                (unsigned long long)t->switches, (unsigned long long)t->spawns,
+	                (unsigned long long)t->steals, (unsigned long long)t->steals_tried,
+	                (unsigned long long)t->parks, (unsigned long long)t->wakes,
+	                (unsigned long long)t->inject_in, (unsigned long long)t->inject_out,
+	                (unsigned long long)t->io_completions, (unsigned long long)t->timers_fired,
+	                (unsigned long long)t->starved);
+}
+
+/* -------------------------------------------------------------- dump --- */
+
+static pthread_mutex_t rts_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct weft_rt *rts;             /* every live runtime, for weft_dump */
+
+static void rts_add(struct weft_rt *rt)
+{
+	pthread_mutex_lock(&rts_lock);
+	rt->next_rt = rts;
+	rts = rt;
+	pthread_mutex_unlock(&rts_lock);
+}
+
+static void rts_remove(struct weft_rt *rt)
+{
+	pthread_mutex_lock(&rts_lock);
+	for (struct weft_rt **p = &rts; *p; p = &(*p)->next_rt)
+		if (*p == rt) {
+			*p = rt->next_rt;
+			break;
+		}
+	pthread_mutex_unlock(&rts_lock);
+}
+
+static void dump_rt(struct weft_rt *rt, FILE *f)
+{
+	uint64_t now = coarse_now();
+	struct weft_stats st;
+	char line[512];
+	weft_rt_stats(rt, &st, NULL, 0);
+	weft_stats_format(&st, line, sizeof line);
+	fprintf(f, "weft: runtime %p: %s\n", (void *)rt, line);
+	pthread_mutex_lock(&rt->pool_lock);
+	for (struct weft__slab *sl = rt->slabs; sl; sl = sl->next) {
+		for (unsigned i = 0; i < sl->n; i++) {
+			struct weft_task *t = &sl->tasks[i];
+			if (!atomic_load_explicit(&t->alive, memory_order_acquire))
+				continue;
+			/* A sample: the coroutine keeps running while we look. */
+			int on = -1;
+			for (unsigned k = 0; k < rt->nworkers; k++)
+				if (atomic_load_explicit(&rt->workers[k].running, memory_order_relaxed) == t)
+					on = (int)k;
+			uint32_t state = atomic_load_explicit(&t->state, memory_order_relaxed);
+			bool waiting = atomic_load_explicit(&t->wait, memory_order_relaxed) & 1;
+			char st_buf[48];
+			if (on >= 0)
+				snprintf(st_buf, sizeof st_buf, "running on worker %d", on);
+			else
+				snprintf(st_buf, sizeof st_buf, "%s",
+				         state == WEFT__T_PARKED ? "parked" : "runnable");
+			fprintf(f, "  coroutine %llu \"%s\": %s", (unsigned long long)t->id,
+			        t->name, st_buf);
+			if (waiting && on < 0)
+				fprintf(f, ", waiting for %s%s%p", t->wait_what ? t->wait_what : "an event",
+				        t->wait_obj ? " " : "", t->wait_obj ? t->wait_obj : (void *)"");
+			if (waiting && atomic_load_explicit(&t->timer.heap, memory_order_relaxed))
+				fprintf(f, " (deadline in %.3f ms)",
+				        ((double)t->timer.deadline - (double)weft_now()) / 1e6);
+			fprintf(f, ", age %.3f s", (double)(now - t->born) / 1e9);
+			if (on < 0 && state == WEFT__T_PARKED && t->stack)
+				fprintf(f, ", stack %zu/%zu KiB in use",
+				        (size_t)(((char *)t->stack->lo + t->stack->size) - (char *)t->ctx.sp) / 1024,
+				        t->stack->size / 1024);
+			fputc('\n', f);
+		}
+	}
+	pthread_mutex_unlock(&rt->pool_lock);
+}
+
+WEFT_API void weft_dump(void *file)
+{
+	FILE *f = file ? file : stderr;
+	pthread_mutex_lock(&rts_lock);
+	for (struct weft_rt *rt = rts; rt; rt = rt->next_rt)
+		dump_rt(rt, f);
+	pthread_mutex_unlock(&rts_lock);
+	fflush(f);
+}
+
+static _Atomic int sigquit_pending;
+
+static void on_sigquit(int sig)
+{
+	(void)sig;
+	atomic_store(&sigquit_pending, 1);    /* async-signal-safe: lock-free */
+}
+
+WEFT_API int weft_dump_on_sigquit(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sigquit;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGQUIT, &sa, NULL) ? -errno : 0;
+}
+
+/* ------------------------------------------------------------ monitor --- */
+
+WEFT_API void weft_rt_set_starvation(weft_rt *rt, uint64_t threshold_ns,
+                                     void (*log)(const char *line, void *arg), void *arg)
+{
+	if (!rt)
+		return;
+	pthread_mutex_lock(&rt->start_lock);
+	rt->starve_log = log;
+	rt->starve_arg = arg;
+	pthread_mutex_unlock(&rt->start_lock);
+	atomic_store_explicit(&rt->starve_ns, threshold_ns, memory_order_relaxed);
+}
+
+/*
+ * The monitor thread (Go's sysmon, much reduced): every few milliseconds it
+ * samples each worker's switch counter and running coroutine. A worker whose
+ * counter has not moved while one coroutine ran past the threshold is held
+ * by it: report that coroutine once, and wake an idle worker so the held
+ * worker's queue and due timers get taken over (steal_work). It also serves
+ * SIGQUIT dumps. Costs nothing on the workers' paths; ~200 wake-ups a second
+ * while the runtime is busy, 20 when it is idle.
+ */
+static void *monitor_main(void *arg)
+{
+	struct weft_rt *rt = arg;
+	unsigned n = rt->nworkers;
+	uint64_t *last_sw = calloc(n, sizeof *last_sw);
+	uint64_t *since = calloc(n, sizeof *since);
+	uint64_t *reported = calloc(n, sizeof *reported);
+	if (!last_sw || !since || !reported)
+		goto out;
+	pthread_mutex_lock(&rt->start_lock);
+	while (!rt->monitor_stop) {
+		bool busy = false;
+		uint64_t now = weft_now();
+		uint64_t limit = atomic_load_explicit(&rt->starve_ns, memory_order_relaxed);
+		for (unsigned i = 0; i < n && limit; i++) {
+			struct weft__worker *w = &rt->workers[i];
+			uint64_t sw = atomic_load_explicit(&w->stats.switches, memory_order_relaxed);
+			struct weft_task *t = atomic_load_explicit(&w->running, memory_order_acquire);
+			if (t)
+				busy = true;
+			if (sw != last_sw[i] || !t) {
+				last_sw[i] = sw;
+				since[i] = now;
+				continue;
+			}
+			if (now - since[i] < limit || reported[i] == sw)
+				continue;
+			reported[i] = sw;
+			atomic_fetch_add_explicit(&w->stats.starved, 1, memory_order_relaxed);
+			char line[160];
+			/* The name is read racily (the coroutine may rename itself);
+			 * the record itself stays valid (slabs live until destroy). */
+			snprintf(line, sizeof line,
+			         "weft: coroutine %llu \"%.31s\" has run for %.1f ms on worker %u "
+			         "without reaching a blocking point",
+			         (unsigned long long)t->id, t->name, (double)(now - since[i]) / 1e6, i);
+			/* Still the same run? Otherwise t may be a recycled record
+			 * and the line torn: drop it, the next sample decides. */
+			if (atomic_load_explicit(&w->stats.switches, memory_order_acquire) != sw)
+				continue;
+			void (*log)(const char *, void *) = rt->starve_log;
+			void *larg = rt->starve_arg;
+			pthread_mutex_unlock(&rt->start_lock);
+			if (log)
+				log(line, larg);
+			else
+				fprintf(stderr, "%s\n", line);
+			notify_work(rt);          /* let an idle worker take over its queue */
+			pthread_mutex_lock(&rt->start_lock);
+		}
+		if (atomic_exchange(&sigquit_pending, 0)) {
+			pthread_mutex_unlock(&rt->start_lock);
+			weft_dump(stderr);
+			pthread_mutex_lock(&rt->start_lock);
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		long step = busy ? 5000000 : 50000000;     /* 5 ms busy, 50 ms idle */
+		ts.tv_nsec += step;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&rt->start_cond, &rt->start_lock, &ts);
+	}
+	pthread_mutex_unlock(&rt->start_lock);
+out:
+	free(last_sw);
+	free(since);
+	free(reported);
+	return NULL;
+}
+
 /* ------------------------------------------------------------ destroy --- */
 
 WEFT_API int weft_rt_destroy(weft_rt *rt)
@@ -1364,6 +1805,14 @@ WEFT_API int weft_rt_destroy(weft_rt *rt)
 		}
 		struct timespec ts = { 0, 1000000 };   /* 1 ms between sweeps */
 		nanosleep(&ts, NULL);
+	}
+	rts_remove(rt);
+	if (rt->monitor_started) {
+		pthread_mutex_lock(&rt->start_lock);
+		rt->monitor_stop = true;
+		pthread_cond_broadcast(&rt->start_cond);
+		pthread_mutex_unlock(&rt->start_lock);
+		pthread_join(rt->monitor, NULL);
 	}
 	/* No task is left to wake, but a thread outside the pool may still be
 	 * inside ready() for the last one (see there). */

@@ -77,6 +77,16 @@ static inline bool weft__wait_claim_wake(const struct weft__waiter *w, int reaso
 	return true;
 }
 
+/* Say what the calling coroutine is about to wait for, for weft_dump
+ * ("chan recv", "mutex", "read fd"...) and the object (may be NULL). Lasts
+ * until its next wait; call it before weft__wait_begin. */
+void weft__wait_describe(const char *what, const void *obj);
+
+/* The deadline a blocking call should use: the nearer of its own (0: none)
+ * and the calling coroutine's region deadline (weft_deadline_set). For ops
+ * that put their own timeout in the kernel (linked timeouts). */
+uint64_t weft__wait_deadline(uint64_t own);
+
 /* Shield the calling coroutine from cancellation (nesting counter): while
  * shielded, waits it opens are not cancellable. Returns the previous depth. */
 unsigned weft__cancel_shield_push(void);

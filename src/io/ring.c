@@ -165,6 +165,21 @@ static struct io_uring_sqe *ring_get_sqe(struct weft__ring *r)
 	abort();
 }
 
+void weft__ring_reserve(struct weft__ring *r, unsigned n)
+{
+	for (int i = 0; i < SQE_TRIES && io_uring_sq_space_left(&r->uring) < n; i++) {
+		int ret = ring_submit(r, false);
+		if (ret < 0 || i > 0) {
+			ring_reap(r);
+			io_uring_get_events(&r->uring);
+		}
+	}
+	if (io_uring_sq_space_left(&r->uring) < n) {
+		fprintf(stderr, "weft: cannot make room for %u SQEs\n", n);
+		abort();
+	}
+}
+
 struct io_uring_sqe *weft__ring_sqe(struct weft__ring *r)
 {
 	struct io_uring_sqe *sqe = ring_get_sqe(r);

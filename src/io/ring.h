@@ -51,6 +51,9 @@ void weft__ring_exit(struct weft__ring *r);
 /* An SQE to fill; never NULL: when the SQ is full it submits first. Owner only.
  * The caller must set user_data with weft__ring_set_op(). */
 struct io_uring_sqe *weft__ring_sqe(struct weft__ring *r);
+/* Make room for n SQEs in a row (n <= the ring's entries), so that a linked
+ * chain prepared next is not split across two submits. Owner only. */
+void weft__ring_reserve(struct weft__ring *r, unsigned n);
 static inline void weft__ring_set_op(struct io_uring_sqe *sqe, struct weft__ring_op *op)
 {
 	io_uring_sqe_set_data(sqe, op);

@@ -1,0 +1,127 @@
+/*
+ * weft-echo: a TCP echo server, one coroutine per connection.
+ *
+ *   weft-echo --port P [--workers N] [--addr A]
+ *
+ * Listens on 127.0.0.1 (or A) and sends back whatever each client sends, until
+ * the client closes. Every blocking call parks a coroutine, never a worker
+ * thread: the accept loop and each connection look like plain blocking code.
+ * Runs until killed (SIGINT/SIGTERM end it cleanly).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "weft.h"
+
+static void *serve(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char buf[16384];
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	for (;;) {
+		ssize_t n = weft_recv(fd, buf, sizeof buf, 0);
+		if (n <= 0)
+			break;
+		if (weft_send_all(fd, buf, (size_t)n, MSG_NOSIGNAL) < 0)
+			break;
+	}
+	weft_close(fd);
+	return NULL;
+}
+
+static void *accept_loop(void *arg)
+{
+	int lfd = (int)(intptr_t)arg;
+	for (;;) {
+		int fd = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd == -ECANCELED)
+			break;
+		if (fd < 0) {
+			/* -EMFILE/-ENFILE: keep serving the connections we have and
+			 * retry once some close. */
+			fprintf(stderr, "weft-echo: accept: %s\n", weft_strerror(fd));
+			if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM)
+				weft_sleep(10 * 1000 * 1000);
+			continue;
+		}
+		if (weft_spawn(NULL, serve, (void *)(intptr_t)fd) < 0)
+			close(fd);
+	}
+	return NULL;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: weft-echo --port P [--workers N] [--addr A]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int port = -1;
+	unsigned workers = 0;
+	const char *addr = "127.0.0.1";
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--port") && i + 1 < argc)
+			port = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
+			workers = (unsigned)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--addr") && i + 1 < argc)
+			addr = argv[++i];
+		else
+			usage();
+	}
+	if (port < 0 || port > 65535)
+		usage();
+
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+		fprintf(stderr, "weft-echo: bad address %s\n", addr);
+		return 2;
+	}
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) || listen(lfd, 4096)) {
+		perror("weft-echo: bind/listen");
+		return 1;
+	}
+
+	/* Signals go to a plain thread that waits for them; the runtime then
+	 * cancels the accept loop by destroying the runtime. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = workers };
+	int err = weft_rt_create(&rt, &cfg);
+	if (err) {
+		fprintf(stderr, "weft-echo: %s\n", weft_strerror(err));
+		return 1;
+	}
+	err = weft_rt_spawn(rt, NULL, accept_loop, (void *)(intptr_t)lfd);
+	if (err) {
+		fprintf(stderr, "weft-echo: spawn: %s\n", weft_strerror(err));
+		return 1;
+	}
+	fprintf(stderr, "weft-echo: listening on %s:%d with %u workers\n", addr, port,
+		weft_rt_workers(rt));
+	int sig;
+	sigwait(&set, &sig);
+	weft_rt_destroy(rt);
+	close(lfd);
+	return 0;
+}

@@ -1,0 +1,568 @@
+/*
+ * test_io.c — coroutine I/O (src/io/ops.c) through the whole runtime:
+ * sockets, files, many connections, peer reset and half-close, deadlines,
+ * cancellation of an op in flight (its buffer must stay untouched), and the
+ * -EPERM / -EOPNOTSUPP edges. Suites run with 1, 2 and 4 workers; the
+ * many-connections test also with tiny rings (8 SQEs) so the SQ-full and
+ * CQ-overflow paths run under load.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "weft.h"
+
+#define MS 1000000ull
+#define SEC 1000000000ull
+
+static const unsigned worker_counts[] = { 1, 2, 4 };
+#define FOR_EACH_WORKERS(n) \
+	for (unsigned _i = 0, n; _i < 3 && ((n = worker_counts[_i]), 1); _i++)
+
+static weft_rt *make_rt(unsigned workers, unsigned ring_entries)
+{
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = workers, .ring_entries = ring_entries };
+	int err = weft_rt_create(&rt, &cfg);
+	if (err == -EPERM || err == -ENOSYS)
+		cr_skip_test("no io_uring here");
+	cr_assert_eq(err, 0, "weft_rt_create(%u workers): %s", workers, weft_strerror(err));
+	return rt;
+}
+
+static void *run_in(unsigned workers, unsigned ring_entries, weft_fn fn, void *arg)
+{
+	weft_rt *rt = make_rt(workers, ring_entries);
+	void *ret = (void *)1;
+	cr_assert_eq(weft_rt_run(rt, fn, arg, &ret), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	return ret;
+}
+
+#define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return (void *)1; } } while (0)
+
+/* ------------------------------------------------------------ socketpair --- */
+
+#define MIB (1u << 20)
+
+struct pair_arg { int fd; unsigned char *buf; ssize_t res; };
+
+static void *sender(void *p)
+{
+	struct pair_arg *a = p;
+	a->res = weft_send_all(a->fd, a->buf, MIB, 0);
+	return NULL;
+}
+
+static void *socketpair_main(void *arg)
+{
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	unsigned char *out = malloc(MIB), *in = malloc(MIB);
+	for (unsigned i = 0; i < MIB; i++)
+		out[i] = (unsigned char)(i * 7 + (i >> 11));
+	memset(in, 0, MIB);
+	struct pair_arg a = { .fd = sv[0], .buf = out };
+	weft_task *t;
+	CHECK(weft_spawn(&t, sender, &a) == 0, "spawn");
+	size_t got = 0;
+	while (got < MIB) {
+		ssize_t r = weft_recv(sv[1], in + got, MIB - got, 0);
+		CHECK(r > 0, "recv: %zd after %zu bytes", r, got);
+		got += (size_t)r;
+	}
+	CHECK(weft_join(t, NULL) == 0, "join");
+	CHECK(a.res == MIB, "send_all: %zd", a.res);
+	CHECK(memcmp(in, out, MIB) == 0, "content differs");
+	CHECK(weft_close(sv[0]) == 0 && weft_close(sv[1]) == 0, "close");
+	CHECK(weft_close(sv[0]) == -EBADF, "double close is -EBADF");
+	free(in);
+	free(out);
+	return NULL;
+}
+
+Test(io, socketpair_1mib)
+{
+	FOR_EACH_WORKERS(n)
+		cr_assert_null(run_in(n, 0, socketpair_main, NULL), "with %u workers", n);
+}
+
+/* ------------------------------------------------------------------ files --- */
+
+static void *file_main(void *arg)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/weft-test-io-%d-%u", getpid(), (unsigned)weft_worker_id() + 1);
+	enum { N = 256 * 1024 };
+	unsigned char *out = malloc(N), *in = malloc(N);
+	for (unsigned i = 0; i < N; i++)
+		out[i] = (unsigned char)(i ^ (i >> 8));
+	int fd = weft_openat(AT_FDCWD, path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+	CHECK(fd >= 0, "openat: %s", weft_strerror(fd));
+	/* off -1: at the file position, which must advance */
+	CHECK(weft_write_all(fd, out, N / 2, -1) == N / 2, "write_all 1");
+	CHECK(weft_write_all(fd, out + N / 2, N / 2, -1) == N / 2, "write_all 2");
+	CHECK(lseek(fd, 0, SEEK_CUR) == N, "file position %ld", (long)lseek(fd, 0, SEEK_CUR));
+	CHECK(weft_fsync(fd) == 0, "fsync");
+	CHECK(weft_fdatasync(fd) == 0, "fdatasync");
+	struct statx st;
+	CHECK(weft_statx(AT_FDCWD, path, 0, STATX_SIZE, &st) == 0, "statx");
+	CHECK(st.stx_size == N, "size %llu", (unsigned long long)st.stx_size);
+	/* read back at explicit offsets, then at the position */
+	memset(in, 0, N);
+	size_t got = 0;
+	while (got < N) {
+		ssize_t r = weft_read(fd, in + got, N - got, (int64_t)got);
+		CHECK(r > 0, "read: %zd", r);
+		got += (size_t)r;
+	}
+	CHECK(memcmp(in, out, N) == 0, "content differs");
+	CHECK(weft_read(fd, in, 16, -1) == 0, "read at EOF position gives 0");
+	struct iovec iov[2] = { { in, 100 }, { in + 100, 50 } };
+	CHECK(weft_readv(fd, iov, 2, 1000) == 150, "readv");
+	CHECK(memcmp(in, out + 1000, 150) == 0, "readv content");
+	struct iovec wv[1] = { { out, 10 } };
+	CHECK(weft_writev(fd, wv, 1, N) == 10, "writev");
+	CHECK(weft_fallocate(fd, 0, 0, 2 * N) == 0, "fallocate");
+	CHECK(weft_statx(AT_FDCWD, path, 0, STATX_SIZE, &st) == 0 && st.stx_size == 2 * N,
+	      "size after fallocate");
+	CHECK(weft_close(fd) == 0, "close");
+	CHECK(weft_openat(AT_FDCWD, "/nonexistent/dir/x", O_RDONLY, 0) == -ENOENT, "ENOENT");
+	unlink(path);
+	free(in);
+	free(out);
+	return NULL;
+}
+
+Test(io, file_write_fsync_read_back)
+{
+	FOR_EACH_WORKERS(n)
+		cr_assert_null(run_in(n, 0, file_main, NULL), "with %u workers", n);
+}
+
+struct sf { int out, in; int64_t *off; size_t n; ssize_t res; };
+
+static void *sf_fn(void *p)
+{
+	struct sf *s = p;
+	s->res = weft_sendfile(s->out, s->in, s->off, s->n);
+	return NULL;
+}
+
+static void *sendfile_main(void *arg)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/weft-test-sf-%d", getpid());
+	enum { N = 300000 };
+	unsigned char *out = malloc(N), *in = malloc(N);
+	for (unsigned i = 0; i < N; i++)
+		out[i] = (unsigned char)(i * 13);
+	int fd = open(path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 && write(fd, out, N) == N, "prepare file");
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	int64_t off = 0;
+	/* The reader runs concurrently so a small socket buffer cannot stall. */
+	struct sf s = { sv[0], fd, &off, N + 1000, 0 };   /* asks past EOF: short */
+	weft_task *t;
+	CHECK(weft_spawn(&t, sf_fn, &s) == 0, "spawn");
+	size_t got = 0;
+	while (got < N) {
+		ssize_t r = weft_recv(sv[1], in + got, N - got, 0);
+		CHECK(r > 0, "recv %zd", r);
+		got += (size_t)r;
+	}
+	CHECK(weft_join(t, NULL) == 0, "join");
+	CHECK(s.res == N, "sendfile returned %zd", s.res);
+	CHECK(off == N, "offset advanced to %lld", (long long)off);
+	CHECK(memcmp(in, out, N) == 0, "content");
+	close(fd);
+	close(sv[0]);
+	close(sv[1]);
+	unlink(path);
+	free(in);
+	free(out);
+	return NULL;
+}
+
+Test(io, sendfile_through_splice)
+{
+	cr_assert_null(run_in(2, 0, sendfile_main, NULL));
+}
+
+/* ------------------------------------------------------------------- TCP --- */
+
+static int tcp_listener(uint16_t *port, int backlog)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, backlog))
+		return -errno;
+	socklen_t l = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static int tcp_connect(uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int r = weft_connect(fd, (struct sockaddr *)&a, sizeof a);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static void *echo_conn(void *p)
+{
+	int fd = (int)(intptr_t)p;
+	char buf[4096];
+	for (;;) {
+		ssize_t r = weft_recv(fd, buf, sizeof buf, 0);
+		if (r <= 0)
+			break;
+		if (weft_send_all(fd, buf, (size_t)r, MSG_NOSIGNAL) < 0)
+			break;
+	}
+	weft_close(fd);
+	return NULL;
+}
+
+struct server { int lfd; int conns; _Atomic int accepted; int err; };
+
+static void *acceptor(void *p)
+{
+	struct server *s = p;
+	for (int i = 0; i < s->conns; i++) {
+		int c = weft_accept(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0) {
+			s->err = c;
+			return NULL;
+		}
+		atomic_fetch_add(&s->accepted, 1);
+		if (weft_spawn(NULL, echo_conn, (void *)(intptr_t)c)) {
+			s->err = -ENOMEM;
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+struct client { uint16_t port; int id; int ok; };
+
+static void *client_fn(void *p)
+{
+	struct client *c = p;
+	int fd = tcp_connect(c->port);
+	if (fd < 0)
+		return NULL;
+	char msg[64], back[64];
+	for (int round = 0; round < 3; round++) {
+		snprintf(msg, sizeof msg, "client %06d round %d ................................", c->id, round);
+		if (weft_send_all(fd, msg, sizeof msg, MSG_NOSIGNAL) != sizeof msg)
+			goto out;
+		size_t got = 0;
+		while (got < sizeof back) {
+			ssize_t r = weft_recv(fd, back + got, sizeof back - got, 0);
+			if (r <= 0)
+				goto out;
+			got += (size_t)r;
+		}
+		if (memcmp(msg, back, sizeof msg))
+			goto out;
+	}
+	c->ok = 1;
+out:
+	weft_close(fd);
+	return NULL;
+}
+
+struct many { int conns; };
+
+static void *many_main(void *arg)
+{
+	struct many *m = arg;
+	uint16_t port;
+	int lfd = tcp_listener(&port, 4096);
+	CHECK(lfd >= 0, "listen: %s", weft_strerror(lfd));
+	struct server s = { .lfd = lfd, .conns = m->conns };
+	weft_task *acc;
+	CHECK(weft_spawn(&acc, acceptor, &s) == 0, "spawn acceptor");
+	struct client *cl = calloc((size_t)m->conns, sizeof *cl);
+	weft_task **ts = calloc((size_t)m->conns, sizeof *ts);
+	for (int i = 0; i < m->conns; i++) {
+		cl[i].port = port;
+		cl[i].id = i;
+		CHECK(weft_spawn(&ts[i], client_fn, &cl[i]) == 0, "spawn client %d", i);
+	}
+	int ok = 0;
+	for (int i = 0; i < m->conns; i++) {
+		weft_join(ts[i], NULL);
+		ok += cl[i].ok;
+	}
+	weft_join(acc, NULL);
+	close(lfd);
+	CHECK(s.err == 0, "accept: %s", weft_strerror(s.err));
+	CHECK(ok == m->conns, "%d of %d connections echoed correctly", ok, m->conns);
+	free(cl);
+	free(ts);
+	return NULL;
+}
+
+static void need_fds(rlim_t n)
+{
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < n) {
+		rl.rlim_cur = rl.rlim_max < n ? rl.rlim_max : n;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < n)
+		cr_skip_test("RLIMIT_NOFILE %lu < %lu", (unsigned long)rl.rlim_cur, (unsigned long)n);
+}
+
+Test(io, tcp_1000_connections_echo)
+{
+	need_fds(2200);
+	struct many m = { .conns = 1000 };
+	FOR_EACH_WORKERS(n)
+		cr_assert_null(run_in(n, 0, many_main, &m), "with %u workers", n);
+}
+
+Test(io, tcp_connections_tiny_rings)
+{
+	need_fds(1200);
+	struct many m = { .conns = 500 };
+	cr_assert_null(run_in(2, 8, many_main, &m), "2 workers, 8-entry rings");
+}
+
+static void *half_close_main(void *arg)
+{
+	uint16_t port;
+	int lfd = tcp_listener(&port, 16);
+	CHECK(lfd >= 0, "listen");
+	int c = tcp_connect(port);
+	CHECK(c >= 0, "connect: %s", weft_strerror(c));
+	struct sockaddr_in peer;
+	socklen_t pl = sizeof peer;
+	int s = weft_accept(lfd, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
+	CHECK(s >= 0, "accept: %s", weft_strerror(s));
+	CHECK(pl == sizeof peer && peer.sin_family == AF_INET, "peer address filled");
+	/* half-close: the server reads EOF and can still answer */
+	CHECK(weft_send_all(c, "ping", 4, MSG_NOSIGNAL) == 4, "send");
+	CHECK(weft_shutdown(c, SHUT_WR) == 0, "shutdown");
+	char buf[16];
+	CHECK(weft_recv(s, buf, 4, MSG_WAITALL) == 4 && !memcmp(buf, "ping", 4), "recv ping");
+	CHECK(weft_recv(s, buf, sizeof buf, 0) == 0, "EOF after half-close");
+	CHECK(weft_send_all(s, "pong", 4, MSG_NOSIGNAL) == 4, "send after peer's half-close");
+	CHECK(weft_recv(c, buf, 4, MSG_WAITALL) == 4 && !memcmp(buf, "pong", 4), "recv pong");
+	CHECK(weft_close(c) == 0 && weft_close(s) == 0, "close");
+	/* reset, on a fresh connection: linger 0 then close sends RST */
+	c = tcp_connect(port);
+	CHECK(c >= 0, "connect 2: %s", weft_strerror(c));
+	s = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(s >= 0, "accept 2: %s", weft_strerror(s));
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	CHECK(weft_close(c) == 0, "close");
+	ssize_t r = weft_recv(s, buf, sizeof buf, 0);
+	CHECK(r == -ECONNRESET, "recv after peer reset: %zd", r);
+	r = weft_send(s, "x", 1, MSG_NOSIGNAL);
+	CHECK(r == -EPIPE || r == -ECONNRESET, "send after reset: %zd", r);
+	weft_close(s);
+	close(lfd);
+	return NULL;
+}
+
+Test(io, tcp_half_close_and_reset)
+{
+	FOR_EACH_WORKERS(n)
+		cr_assert_null(run_in(n, 0, half_close_main, NULL), "with %u workers", n);
+}
+
+/* ----------------------------------------------------- deadlines, cancel --- */
+
+static void *timeouts_main(void *arg)
+{
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	char buf[8];
+	uint64_t t0 = weft_now();
+	ssize_t r = weft_recv_timeout(sv[0], buf, sizeof buf, 0, 50 * MS);
+	uint64_t dt = weft_now() - t0;
+	CHECK(r == -ETIMEDOUT, "recv_timeout: %zd", r);
+	CHECK(dt >= 45 * MS && dt < 10 * SEC, "recv_timeout took %llu ns", (unsigned long long)dt);
+	t0 = weft_now();
+	r = weft_poll_timeout(sv[0], POLLIN, 30 * MS);
+	dt = weft_now() - t0;
+	CHECK(r == -ETIMEDOUT, "poll_timeout: %zd", r);
+	CHECK(dt >= 25 * MS && dt < 10 * SEC, "poll_timeout took %llu ns", (unsigned long long)dt);
+	/* data present: the timeout does not fire, the result comes through */
+	CHECK(write(sv[1], "abc", 3) == 3, "write");
+	CHECK(weft_poll(sv[0], POLLIN) & POLLIN, "poll sees POLLIN");
+	t0 = weft_now();
+	r = weft_recv_timeout(sv[0], buf, sizeof buf, 0, 10 * SEC);
+	CHECK(r == 3 && !memcmp(buf, "abc", 3), "recv_timeout with data: %zd", r);
+	CHECK(weft_now() - t0 < 5 * SEC, "did not wait for the timeout");
+	uint16_t port;
+	int lfd = tcp_listener(&port, 4);
+	r = weft_accept_timeout(lfd, NULL, NULL, 0, 20 * MS);
+	CHECK(r == -ETIMEDOUT, "accept_timeout: %zd", r);
+	close(lfd);
+	close(sv[0]);
+	close(sv[1]);
+	return NULL;
+}
+
+Test(io, timeouts_fire_within_bounds)
+{
+	FOR_EACH_WORKERS(n)
+		cr_assert_null(run_in(n, 0, timeouts_main, NULL), "with %u workers", n);
+}
+
+struct victim { int fd; unsigned char *buf; _Atomic int started; ssize_t res; _Atomic int done; };
+
+static void *victim_fn(void *p)
+{
+	struct victim *v = p;
+	atomic_store(&v->started, 1);
+	v->res = weft_recv(v->fd, v->buf, 64, 0);
+	atomic_store_explicit(&v->done, 1, memory_order_release);  /* publishes res */
+	return NULL;
+}
+
+struct cancel_arg { int rounds; bool from_thread; };
+
+static void *cancel_main(void *arg)
+{
+	struct cancel_arg *ca = arg;
+	for (int round = 0; round < ca->rounds; round++) {
+		int sv[2];
+		CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+		unsigned char *buf = malloc(64);
+		memset(buf, 0xAA, 64);
+		struct victim v = { .fd = sv[0], .buf = buf };
+		weft_task *t;
+		CHECK(weft_spawn(&t, victim_fn, &v) == 0, "spawn");
+		/* let it park in recv for varying times (0 = maybe before submit) */
+		for (int i = 0; i < 100 && !atomic_load(&v.started); i++)
+			weft_yield();
+		if (round % 3)
+			weft_sleep((uint64_t)(round % 5) * MS);
+		CHECK(weft_cancel(t) == 0, "cancel");
+		CHECK(weft_join(t, NULL) == 0, "join");
+		CHECK(v.res == -ECANCELED, "round %d: cancelled recv returned %zd", round, v.res);
+		/* The op is gone from the kernel: data sent now stays in the socket
+		 * and the buffer is not written. */
+		CHECK(write(sv[1], "DATA", 4) == 4, "write");
+		weft_sleep(2 * MS);
+		for (int i = 0; i < 64; i++)
+			CHECK(buf[i] == 0xAA, "round %d: buffer written after cancel (byte %d)", round, i);
+		char got[8];
+		CHECK(recv(sv[0], got, sizeof got, MSG_DONTWAIT) == 4, "data still in the socket");
+		free(buf);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	return NULL;
+}
+
+Test(io, cancelled_recv_leaves_buffer_alone)
+{
+	struct cancel_arg ca = { .rounds = 60 };
+	FOR_EACH_WORKERS(n)
+		cr_assert_null(run_in(n, 0, cancel_main, &ca), "with %u workers", n);
+}
+
+/* Cancel from a plain thread while the op is in flight, with the timeout
+ * variant too (both CQEs must be drained). */
+
+static void *victim_tmo_fn(void *p)
+{
+	struct victim *v = p;
+	atomic_store(&v->started, 1);
+	v->res = weft_recv_timeout(v->fd, v->buf, 64, 0, 30 * SEC);
+	atomic_store_explicit(&v->done, 1, memory_order_release);  /* publishes res */
+	return NULL;
+}
+
+Test(io, cancel_from_plain_thread)
+{
+	for (int round = 0; round < 20; round++) {
+		weft_rt *rt = make_rt(2, 0);
+		int sv[2];
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+		unsigned char buf[64];
+		memset(buf, 0xAA, sizeof buf);
+		struct victim v = { .fd = sv[0], .buf = buf };
+		weft_task *t;
+		cr_assert_eq(weft_rt_spawn(rt, &t, round % 2 ? victim_fn : victim_tmo_fn, &v), 0);
+		for (int i = 0; i < 100000 && !atomic_load(&v.started); i++)
+			usleep(10);
+		usleep(1000);
+		cr_assert_eq(weft_cancel(t), 0);
+		/* joining needs a coroutine: destroy reaps it; wait for its result */
+		for (int i = 0; i < 100000 && !atomic_load_explicit(&v.done, memory_order_acquire); i++)
+			usleep(100);
+		cr_assert(atomic_load_explicit(&v.done, memory_order_acquire), "round %d: not done in 10 s", round);
+		cr_assert_eq(v.res, -ECANCELED, "round %d: %zd", round, v.res);
+		cr_assert_eq(write(sv[1], "DATA", 4), 4);
+		usleep(2000);
+		for (unsigned i = 0; i < sizeof buf; i++)
+			cr_assert_eq(buf[i], 0xAA, "buffer written after cancel");
+		cr_assert_eq(weft_rt_destroy(rt), 0);
+		close(sv[0]);
+		close(sv[1]);
+	}
+}
+
+/* --------------------------------------------------------------- edges --- */
+
+Test(io, outside_coroutine_is_eperm)
+{
+	char b[4];
+	cr_assert_eq(weft_read(0, b, 4, -1), -EPERM);
+	cr_assert_eq(weft_send(0, b, 4, 0), -EPERM);
+	cr_assert_eq(weft_close(12345), -EPERM);
+	cr_assert_eq(weft_sendfile(1, 0, NULL, 4), -EPERM);
+}
+
+static void *cancelled_first_main(void *arg)
+{
+	/* A coroutine already cancelled gets -ECANCELED without submitting. */
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	weft_cancel(weft_self());
+	char b[4];
+	ssize_t r = weft_recv(sv[0], b, sizeof b, 0);
+	CHECK(r == -ECANCELED, "recv when cancelled: %zd", r);
+	/* close is not cancellable */
+	CHECK(weft_close(sv[0]) == 0 && weft_close(sv[1]) == 0, "close while cancelled");
+	return NULL;
+}
+
+Test(io, cancelled_coroutine_fails_fast_but_closes)
+{
+	cr_assert_null(run_in(1, 0, cancelled_first_main, NULL));
+}

@@ -425,6 +425,16 @@ static void *timeouts_main(void *arg)
 	r = weft_recv_timeout(sv[0], buf, sizeof buf, 0, 10 * SEC);
 	CHECK(r == 3 && !memcmp(buf, "abc", 3), "recv_timeout with data: %zd", r);
 	CHECK(weft_now() - t0 < 5 * SEC, "did not wait for the timeout");
+	/* a region deadline applies to plain calls, and the nearer one wins */
+	uint64_t old = weft_deadline_set(weft_now() + 40 * MS);
+	t0 = weft_now();
+	r = weft_recv(sv[0], buf, sizeof buf, 0);
+	dt = weft_now() - t0;
+	CHECK(r == -ETIMEDOUT, "recv under a region deadline: %zd", r);
+	CHECK(dt >= 35 * MS && dt < 10 * SEC, "region deadline took %llu ns", (unsigned long long)dt);
+	r = weft_recv_timeout(sv[0], buf, sizeof buf, 0, 10 * SEC);
+	CHECK(r == -ETIMEDOUT, "past the region deadline at once: %zd", r);
+	weft_deadline_set(old);
 	uint16_t port;
 	int lfd = tcp_listener(&port, 4);
 	r = weft_accept_timeout(lfd, NULL, NULL, 0, 20 * MS);

@@ -19,9 +19,11 @@
  *     after the call returns. The result of an operation that completed
  *     anyway is discarded (for recv: the bytes are lost), so treat a cancelled
  *     stream as broken. weft_close is not cancellable.
- *   - The _timeout variants take a relative timeout in nanoseconds (0: none)
- *     enforced by the kernel (a linked timeout); past it they return
- *     -ETIMEDOUT, with the same guarantee about buffers.
+ *   - Deadlines: the _timeout variants take a relative timeout in
+ *     nanoseconds (0: none); every call also honours the coroutine's region
+ *     deadline (weft_deadline_set), the nearer of the two winning. The kernel
+ *     enforces it (a linked timeout); past it the call returns -ETIMEDOUT,
+ *     with the same guarantee about buffers. weft_close has no deadline.
  *   - Thread-safety is the kernel's: fds may be shared between coroutines as
  *     they may between threads.
  */

@@ -37,9 +37,11 @@
  *   decrement (one release sequence), and its release publishes io_op.drain
  *   to the callback that sees DRAIN.
  *
- * Deadlines: a _timeout call links an IORING_OP_LINK_TIMEOUT to its op; when it
- * fires the op ends with -ECANCELED (or -EINTR) and the call returns
- * -ETIMEDOUT. Both SQEs are reserved together so one submit carries the link.
+ * Deadlines: the nearer of a _timeout call's own timeout and the coroutine's
+ * region deadline (weft_deadline_set, via weft__wait_deadline) becomes an
+ * absolute IORING_OP_LINK_TIMEOUT linked to the op; when it fires the op ends
+ * with -ECANCELED (or -EINTR) and the call returns -ETIMEDOUT. Both SQEs are
+ * reserved together so one submit carries the link.
  *
  * Rejected: a runtime deadline on the wait (weft__wait_begin's deadline) — it
  * would wake the coroutine with the op still in the kernel, needing the
@@ -72,7 +74,9 @@ struct io_op {
 	struct weft__waiter drain;     /* non-cancellable, after a cancel       */
 	struct weft__remote_call call; /* submits the cancel on ring's owner    */
 	struct weft__ring *ring;       /* where the SQEs went                   */
-	struct __kernel_timespec ts;   /* read by the kernel at submit          */
+	struct __kernel_timespec ts;   /* absolute CLOCK_MONOTONIC deadline, read
+	                                  by the kernel at submit                 */
+	bool timed;                    /* a LINK_TIMEOUT follows the op         */
 	_Atomic uint32_t state;        /* outstanding CQEs | DRAIN              */
 	int res;                       /* main CQE's res                        */
 	int tres;                      /* linked timeout's res                  */
@@ -132,25 +136,39 @@ static void remote_cancel(struct weft__remote_call *c)
 /* Open the wait and hand out the op's SQE. Returns 0 or -errno with nothing
  * to undo. */
 static int op_begin(struct io_op *io, unsigned opcode, uint64_t timeout_ns, bool cancellable,
-		    struct io_uring_sqe **sqe_out)
+		    const char *what, struct io_uring_sqe **sqe_out)
 {
 	struct weft__ring *ring = weft__current_ring();
 	if (!ring || !weft_self())
 		return -EPERM;
-	if (!weft__ring_op_supported(ring, opcode) ||
-	    (timeout_ns && !weft__ring_op_supported(ring, IORING_OP_LINK_TIMEOUT)))
+	if (!weft__ring_op_supported(ring, opcode))
 		return -EOPNOTSUPP;
+	/* The nearer of the call's timeout and the coroutine's region deadline
+	 * (weft_deadline_set); a non-cancellable op (close) has none. */
+	uint64_t deadline = 0;
+	if (cancellable) {
+		uint64_t now = weft_now();
+		deadline = weft__wait_deadline(timeout_ns ? now + timeout_ns : 0);
+		if (deadline && deadline <= now)
+			return -ETIMEDOUT;
+		if (deadline && !weft__ring_op_supported(ring, IORING_OP_LINK_TIMEOUT))
+			return -EOPNOTSUPP;
+	}
+	weft__wait_describe(what, NULL);
 	int err = weft__wait_begin(&io->wait, 0, cancellable ? WEFT__WAIT_CANCELLABLE : 0);
 	if (err)
 		return err;
+	io->timed = deadline != 0;
+	io->ts.tv_sec = (long long)(deadline / 1000000000u);
+	io->ts.tv_nsec = (long long)(deadline % 1000000000u);
 	io->main.cb = main_cb;
 	io->tmo.cb = tmo_cb;
 	io->cancel.cb = cancel_cb;
 	io->ring = ring;
 	io->res = 0;
 	io->tres = 0;
-	atomic_init(&io->state, timeout_ns ? 2 : 1);
-	weft__ring_reserve(ring, timeout_ns ? 2 : 1);
+	atomic_init(&io->state, io->timed ? 2 : 1);
+	weft__ring_reserve(ring, io->timed ? 2 : 1);
 	struct io_uring_sqe *sqe = weft__ring_sqe(ring);
 	*sqe_out = sqe;
 	return 0;
@@ -183,15 +201,14 @@ static void op_cancel_drain(struct io_op *io)
 }
 
 /* Park until the op (and its timeout) completed; map the result. */
-static int op_wait(struct io_op *io, struct io_uring_sqe *sqe, uint64_t timeout_ns)
+static int op_wait(struct io_op *io, struct io_uring_sqe *sqe)
 {
 	weft__ring_set_op(sqe, &io->main);
-	if (timeout_ns) {
+	if (io->timed) {
 		sqe->flags |= IOSQE_IO_LINK;
-		io->ts.tv_sec = (long long)(timeout_ns / 1000000000u);
-		io->ts.tv_nsec = (long long)(timeout_ns % 1000000000u);
 		struct io_uring_sqe *t = weft__ring_sqe(io->ring);
-		io_uring_prep_link_timeout(t, &io->ts, 0);
+		/* absolute: weft_now() is CLOCK_MONOTONIC, the kernel's default */
+		io_uring_prep_link_timeout(t, &io->ts, IORING_TIMEOUT_ABS);
 		weft__ring_set_op(t, &io->tmo);
 	}
 	int r = weft__wait_park(&io->wait, NULL, NULL);
@@ -199,7 +216,7 @@ static int op_wait(struct io_op *io, struct io_uring_sqe *sqe, uint64_t timeout_
 		op_cancel_drain(io);
 		return r;
 	}
-	if (timeout_ns && io->tres == -ETIME && (io->res == -ECANCELED || io->res == -EINTR))
+	if (io->timed && io->tres == -ETIME && (io->res == -ECANCELED || io->res == -EINTR))
 		return -ETIMEDOUT;
 	return io->res;
 }
@@ -208,11 +225,12 @@ static int op_wait(struct io_op *io, struct io_uring_sqe *sqe, uint64_t timeout_
 	do {                                                                 \
 		struct io_op io_;                                            \
 		struct io_uring_sqe *sqe;                                    \
-		int err_ = op_begin(&io_, (opcode), (timeout), (cancellable), &sqe); \
+		int err_ = op_begin(&io_, (opcode), (timeout), (cancellable), \
+				    __func__, &sqe);                         \
 		if (err_)                                                    \
 			return err_;                                         \
 		prep;                                                        \
-		return op_wait(&io_, sqe, (timeout));                        \
+		return op_wait(&io_, sqe);                                   \
 	} while (0)
 
 static unsigned clamp_len(size_t n)

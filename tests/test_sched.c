@@ -581,12 +581,6 @@ static void *timer_order(void *arg)
 
 Test(sched, timers_fire_in_deadline_order_on_one_worker)
 {
-#if defined(WEFT_SMALL_QUEUES)
-	/* The order holds for a batch that fits the run queue: a larger one
-	 * overflows its oldest half to the injection queue (runq.h). With a
-	 * capacity of 4, 200 sleepers cannot fit. */
-	cr_skip_test("batch order is guaranteed up to the run queue's capacity");
-#endif
 	atomic_store(&order_next, 0);
 	run_main(1, timer_order, NULL);
 	for (int i = 0; i < 200; i++)

@@ -104,6 +104,7 @@ struct weft__worker {
 	void *unlock_arg;
 	bool searching;                   /* counted in rt->nsearching            */
 	bool batch_wake;                  /* waking a batch: FIFO, not LIFO slot  */
+	bool drain_inject;                /* our overflow is in the inject queue  */
 	struct weft_task *free_tasks;     /* task record cache                    */
 	unsigned nfree_tasks;
 	uint64_t next_id, last_id;        /* block of task ids                    */

@@ -94,6 +94,7 @@ static void enqueue_back(struct weft__worker *w, struct weft_task *t);
 static void *monitor_main(void *arg);
 static void rts_add(struct weft_rt *rt);
 static void rts_remove(struct weft_rt *rt);
+static unsigned batch_room(struct weft__worker *w);
 
 static __thread struct weft__worker *tls_worker
 	__attribute__((tls_model("initial-exec")));
@@ -181,6 +182,27 @@ static void inject_push(struct weft_rt *rt, struct weft_task *first, struct weft
 	                      atomic_load_explicit(&rt->inject_len, memory_order_relaxed) + n,
 	                      memory_order_relaxed);
 	pthread_mutex_unlock(&rt->inject_lock);
+}
+
+/* Owner of w. Take the oldest task of the injection queue, alone. */
+static struct weft_task *inject_take_one(struct weft_rt *rt, struct weft__worker *w)
+{
+	if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0)
+		return NULL;
+	pthread_mutex_lock(&rt->inject_lock);
+	struct weft_task *t = rt->inject_head;
+	if (t) {
+		rt->inject_head = t->next;
+		if (!rt->inject_head)
+			rt->inject_tail = NULL;
+		atomic_store_explicit(&rt->inject_len,
+		                      atomic_load_explicit(&rt->inject_len, memory_order_relaxed) - 1,
+		                      memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&rt->inject_lock);
+	if (t)
+		WSTAT_ADD(w, inject_out, 1);
+	return t;
 }
 
 /* Owner of w. Take a fair share of the injection queue: one task to run, the
@@ -400,6 +422,7 @@ static void ready(struct weft_task *t)
 			for (unsigned i = 0; i + 1 < n; i++)
 				batch[i]->next = batch[i + 1];
 			inject_push(rt, batch[0], batch[n - 1], n);
+			w->drain_inject = true;
 			WSTAT_ADD(w, inject_in, n);
 		}
 		notify_work(rt);
@@ -415,6 +438,7 @@ static void enqueue_back(struct weft__worker *w, struct weft_task *t)
 		for (unsigned i = 0; i + 1 < n; i++)
 			batch[i]->next = batch[i + 1];
 		inject_push(w->rt, batch[0], batch[n - 1], n);
+		w->drain_inject = true;
 		WSTAT_ADD(w, inject_in, n);
 	}
 	if (w->rt->nworkers > 1)            /* alone, nobody else could take it */
@@ -631,7 +655,7 @@ static struct weft_task *steal_work(struct weft__worker *w)
 			 * are not hostage: fire them here (the heap has a lock). */
 			if (weft__timer_next(&v->timers) != UINT64_MAX) {
 				w->batch_wake = true;
-				weft__timer_run(&v->timers, weft_now());
+				weft__timer_run(&v->timers, weft_now(), batch_room(w));
 				w->batch_wake = false;
 				if (w->lifo || weft__runq_len(&w->runq))
 					return NULL;        /* found work: find_work takes it */
@@ -664,13 +688,22 @@ static void found_work(struct weft__worker *w)
 		notify_work(w->rt);
 }
 
+/* How many batch wakes fit the run queue without overflowing it: an overflow
+ * moves the queue's oldest half to the injection queue, which would reorder
+ * the batch. Timers beyond that stay armed and fire in the next round. */
+static unsigned batch_room(struct weft__worker *w)
+{
+	uint32_t len = weft__runq_len(&w->runq);
+	return len >= WEFT__RUNQ_CAP ? 0 : WEFT__RUNQ_CAP - len;
+}
+
 static unsigned fire_timers(struct weft__worker *w)
 {
 	uint64_t next = weft__timer_next(&w->timers);
 	if (next == UINT64_MAX)
 		return 0;
 	w->batch_wake = true;
-	unsigned n = weft__timer_run(&w->timers, weft_now());
+	unsigned n = weft__timer_run(&w->timers, weft_now(), batch_room(w));
 	w->batch_wake = false;
 	WSTAT_ADD(w, timers_fired, n);
 	return n;
@@ -738,7 +771,9 @@ static struct weft_task *find_work(struct weft__worker *w)
 		if (tick % WEFT__INJECT_EVERY == 0) {
 			if (weft__ring_busy(&w->ring))
 				ring_poll(w);
-			if ((t = inject_take(rt, w)))
+			/* While draining our own overflow, one at a time: a batch
+			 * would land behind newer tasks in the run queue. */
+			if ((t = w->drain_inject ? inject_take_one(rt, w) : inject_take(rt, w)))
 				return t;
 		}
 		if (w->lifo) {
@@ -749,6 +784,14 @@ static struct weft_task *find_work(struct weft__worker *w)
 			enqueue_back(w, t);     /* ping-pong pair: give the queue a turn */
 		}
 		w->lifo_streak = 0;
+		/* Our run queue overflowed: its oldest half went to the injection
+		 * queue, so those run before what is left here, one at a time —
+		 * FIFO order survives the overflow (timer batches rely on it). */
+		if (w->drain_inject) {
+			if ((t = inject_take_one(rt, w)))
+				return t;
+			w->drain_inject = false;
+		}
 		/* Continuations before the FIFO queue (depth-first), except on the
 		 * fairness tick, when the queue goes first. */
 		if (tick % WEFT__INJECT_EVERY != 1 && (t = weft__spawnq_take(&w->spawnq)))

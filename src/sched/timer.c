@@ -123,13 +123,13 @@ bool weft__timer_cancel(struct weft__timer *t)
 	}
 }
 
-unsigned weft__timer_run(struct weft__timer_heap *h, uint64_t now)
+unsigned weft__timer_run(struct weft__timer_heap *h, uint64_t now, unsigned max)
 {
 	unsigned fired = 0;
 	if (weft__timer_next(h) > now)
 		return 0;
 	weft__lock_acquire(&h->lock);
-	while (h->n && h->v[0]->deadline <= now) {
+	while (fired < max && h->n && h->v[0]->deadline <= now) {
 		struct weft__timer *t = h->v[0];
 		heap_remove_at(h, 0);
 		/* fire() runs under the lock with t->heap still set, so a

@@ -42,8 +42,10 @@ int  weft__timer_add(struct weft__timer_heap *h, struct weft__timer *t);
 /* Remove t from whatever heap holds it; no-op if none. Any thread. Returns
  * true if it was still armed (so it had not fired). */
 bool weft__timer_cancel(struct weft__timer *t);
-/* Owner: run fire() of every timer with deadline <= now. Returns how many. */
-unsigned weft__timer_run(struct weft__timer_heap *h, uint64_t now);
+/* Run fire() of the timers with deadline <= now, earliest first, at most max
+ * of them (the rest stay armed for the next call). Returns how many. Any
+ * thread (the heap has a lock); normally its owner. */
+unsigned weft__timer_run(struct weft__timer_heap *h, uint64_t now, unsigned max);
 static inline uint64_t weft__timer_next(struct weft__timer_heap *h)
 {
 	return atomic_load_explicit(&h->next, memory_order_relaxed);

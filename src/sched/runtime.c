@@ -784,6 +784,10 @@ static struct weft_task *find_work(struct weft__worker *w)
 			enqueue_back(w, t);     /* ping-pong pair: give the queue a turn */
 		}
 		w->lifo_streak = 0;
+		/* Continuations before the FIFO queue (depth-first), except on the
+		 * fairness tick, when the queue goes first. */
+		if (tick % WEFT__INJECT_EVERY != 1 && (t = weft__spawnq_take(&w->spawnq)))
+			return t;
 		/* Our run queue overflowed: its oldest half went to the injection
 		 * queue, so those run before what is left here, one at a time —
 		 * FIFO order survives the overflow (timer batches rely on it). */
@@ -792,10 +796,6 @@ static struct weft_task *find_work(struct weft__worker *w)
 				return t;
 			w->drain_inject = false;
 		}
-		/* Continuations before the FIFO queue (depth-first), except on the
-		 * fairness tick, when the queue goes first. */
-		if (tick % WEFT__INJECT_EVERY != 1 && (t = weft__spawnq_take(&w->spawnq)))
-			return t;
 		if ((t = weft__runq_pop(&w->runq)))
 			return t;
 		if ((t = weft__spawnq_take(&w->spawnq)))

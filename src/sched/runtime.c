@@ -1236,7 +1236,7 @@ int weft__wait_begin(struct weft__waiter *wt, uint64_t deadline, unsigned flags)
 		return -ECANCELED;   /* fast path: nothing opened yet */
 	if (t->deadline && (!deadline || t->deadline < deadline))
 		deadline = t->deadline;         /* the region's deadline is nearer */
-	if (deadline && deadline <= weft_now())
+	if (deadline && !(flags & WEFT__WAIT_IN_ORDER) && deadline <= weft_now())
 		return -ETIMEDOUT;
 	uint64_t seq = ++t->wait_seq;
 	wt->task = t;
@@ -1396,7 +1396,9 @@ WEFT_API int weft_sleep(uint64_t ns)
 	uint64_t region = weft_deadline();
 	int timed_out = region && region < deadline ? -ETIMEDOUT : 0;
 	weft__wait_describe("sleep", NULL);
-	int err = weft__wait_begin(&wt, deadline, WEFT__WAIT_CANCELLABLE);
+	/* IN_ORDER: a short sleep whose deadline passed on the way here still
+	 * waits for the timers due before it (stress finding: it overtook them). */
+	int err = weft__wait_begin(&wt, deadline, WEFT__WAIT_CANCELLABLE | WEFT__WAIT_IN_ORDER);
 	if (err)
 		return err == -ETIMEDOUT ? timed_out : err;
 	int r = weft__wait_park(&wt, NULL, NULL);

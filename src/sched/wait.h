@@ -49,6 +49,9 @@ struct weft__waiter {
 
 enum {
 	WEFT__WAIT_CANCELLABLE = 1u << 0,  /* weft_cancel ends it with -ECANCELED       */
+	WEFT__WAIT_IN_ORDER    = 1u << 1,  /* a deadline already past still goes through
+	                                      the timer heap, so the wait ends in order
+	                                      with other due timers (weft_sleep)      */
 };
 
 /* Open a wait for the calling coroutine. deadline: absolute weft_now() time,

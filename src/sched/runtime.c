@@ -784,9 +784,12 @@ static struct weft_task *find_work(struct weft__worker *w)
 			enqueue_back(w, t);     /* ping-pong pair: give the queue a turn */
 		}
 		w->lifo_streak = 0;
-		/* Continuations before the FIFO queue (depth-first), except on the
-		 * fairness tick, when the queue goes first. */
-		if (tick % WEFT__INJECT_EVERY != 1 && (t = weft__spawnq_take(&w->spawnq)))
+		/* Continuations and the FIFO queue take turns. Continuations
+		 * first always (depth-first) starved woken coroutines while a
+		 * parent spawned in a loop: on the sleep benchmark (100k
+		 * sleepers) 2.0 s and 416 MiB instead of 0.27 s and 28 MiB.
+		 * Taking turns keeps skynet and fib at ~2 MiB. */
+		if (tick & 1 && (t = weft__spawnq_take(&w->spawnq)))
 			return t;
 		/* Our run queue overflowed: its oldest half went to the injection
 		 * queue, so those run before what is left here, one at a time —

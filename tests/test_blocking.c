@@ -21,25 +21,11 @@
 
 #include "weft.h"
 
-static _Atomic unsigned failures;
-static _Atomic int first_fail_line;
-
-#define CHECK(c) do { if (!(c)) { \
-	int z_ = 0; atomic_compare_exchange_strong(&first_fail_line, &z_, __LINE__); \
-	atomic_fetch_add(&failures, 1); } } while (0)
+#include "harness.h"
 
 static void run(unsigned workers, weft_fn fn, void *arg)
 {
-	atomic_store(&failures, 0);
-	atomic_store(&first_fail_line, 0);
-	weft_rt *rt;
-	struct weft_config cfg = { .workers = workers };
-	int err = weft_rt_create(&rt, &cfg);
-	cr_assert_eq(err, 0, "weft_rt_create: %s", weft_strerror(err));
-	cr_assert_eq(weft_rt_run(rt, fn, arg, NULL), 0);
-	cr_assert_eq(weft_rt_destroy(rt), 0);
-	cr_assert_eq(atomic_load(&failures), 0, "%u check(s) failed, first at line %d",
-	             atomic_load(&failures), atomic_load(&first_fail_line));
+	run_with(workers, 0, fn, arg);
 }
 
 static void sleep_ms(unsigned ms)

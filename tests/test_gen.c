@@ -4,40 +4,7 @@
  * errors, nesting, and use from a plain thread as well as from coroutines
  * on several workers.
  */
-#if defined(WEFT_STANDALONE_TESTS)
-/* Criterion cannot start under TSan (Criterion#274): built with
- * -DWEFT_STANDALONE_TESTS the same tests form a plain program that runs them
- * all (or those whose name contains argv[1]) and aborts on the first failure. */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-struct sa_test { const char *suite, *name; void (*fn)(void); };
-static struct sa_test sa_tests[64];
-static int sa_n;
-#define Test(s, n, ...) static void s##_##n(void); \
-	__attribute__((constructor)) static void sa_reg_##s##_##n(void) \
-	{ sa_tests[sa_n++] = (struct sa_test){ #s, #n, s##_##n }; } \
-	static void s##_##n(void)
-#define cr_assert(c, ...) do { if (!(c)) { fprintf(stderr, "%s:%d: failed: %s\n", \
-	__FILE__, __LINE__, #c); abort(); } } while (0)
-#define cr_assert_eq(a, b, ...) cr_assert((a) == (b))
-#define cr_assert_geq(a, b, ...) cr_assert((a) >= (b))
-#define cr_assert_null(a, ...) cr_assert((a) == NULL)
-int main(int argc, char **argv)
-{
-	for (int i = 0; i < sa_n; i++) {
-		if (argc > 1 && !strstr(sa_tests[i].name, argv[1]))
-			continue;
-		printf("[RUN ] %s::%s\n", sa_tests[i].suite, sa_tests[i].name);
-		fflush(stdout);
-		sa_tests[i].fn();
-		printf("[PASS] %s::%s\n", sa_tests[i].suite, sa_tests[i].name);
-	}
-	return 0;
-}
-#else
 #include <criterion/criterion.h>
-#endif
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -45,25 +12,11 @@ int main(int argc, char **argv)
 
 #include "weft.h"
 
-static _Atomic unsigned failures;
-static _Atomic int first_fail_line;
-
-#define CHECK(c) do { if (!(c)) { \
-	int z_ = 0; atomic_compare_exchange_strong(&first_fail_line, &z_, __LINE__); \
-	atomic_fetch_add(&failures, 1); } } while (0)
+#include "harness.h"
 
 static void run(unsigned workers, weft_fn fn, void *arg)
 {
-	atomic_store(&failures, 0);
-	atomic_store(&first_fail_line, 0);
-	weft_rt *rt;
-	struct weft_config cfg = { .workers = workers };
-	int err = weft_rt_create(&rt, &cfg);
-	cr_assert_eq(err, 0, "weft_rt_create: %s", weft_strerror(err));
-	cr_assert_eq(weft_rt_run(rt, fn, arg, NULL), 0);
-	cr_assert_eq(weft_rt_destroy(rt), 0);
-	cr_assert_eq(atomic_load(&failures), 0, "%u check(s) failed, first at line %d",
-	             atomic_load(&failures), atomic_load(&first_fail_line));
+	run_with(workers, 0, fn, arg);
 }
 
 /* ----------------------------------------------------------- counting --- */

@@ -182,4 +182,10 @@ struct weft_rt {
 	char start_why[160];
 };
 
+/* Shared by runtime.c and introspect.c (stats, dump). */
+uint64_t weft__coarse_now(void);            /* ~5 ns clock for ages, not deadlines */
+void weft__rts_add(struct weft_rt *rt);      /* the list weft_dump walks            */
+void weft__rts_remove(struct weft_rt *rt);
+bool weft__dump_requested(void);             /* a SIGQUIT arrived since last asked  */
+
 #endif /* WEFT_SCHED_CORE_H */

@@ -92,8 +92,6 @@
 struct weft__worker;
 static void enqueue_back(struct weft__worker *w, struct weft_task *t);
 static void *monitor_main(void *arg);
-static void rts_add(struct weft_rt *rt);
-static void rts_remove(struct weft_rt *rt);
 static unsigned batch_room(struct weft__worker *w);
 
 static __thread struct weft__worker *tls_worker
@@ -135,7 +133,7 @@ WEFT_API uint64_t weft_now(void)
 }
 
 /* ~5 ns: for coroutine ages in weft_dump, not for deadlines. */
-static uint64_t coarse_now(void)
+uint64_t weft__coarse_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -1007,7 +1005,7 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	}
 	atomic_store_explicit(&rt->starve_ns, 10000000, memory_order_relaxed);   /* 10 ms */
 	rt->monitor_started = pthread_create(&rt->monitor, NULL, monitor_main, rt) == 0;
-	rts_add(rt);
+	weft__rts_add(rt);
 	*out = rt;
 	return 0;
 }
@@ -1100,7 +1098,7 @@ static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, v
 	t->locals = NULL;
 	t->wait_what = NULL;
 	t->wait_obj = NULL;
-	t->born = coarse_now();
+	t->born = weft__coarse_now();
 	atomic_store_explicit(&t->wait_flags, 0, memory_order_relaxed);
 	/* wait_seq carries on from the record's previous life, so waiters
 	 * left over from then can never match again. */
@@ -1579,155 +1577,6 @@ static void locals_release(struct weft_task *t)
 	t->locals = NULL;
 }
 
-/* ------------------------------------------------------------- stats --- */
-
-static void stats_read(struct weft__worker *w, struct weft_worker_stats *o)
-{
-#define RD(f) o->f = atomic_load_explicit(&w->stats.f, memory_order_relaxed)
-	RD(switches); RD(spawns); RD(steals_tried); RD(steals); RD(parks); RD(wakes);
-	RD(inject_in); RD(inject_out); RD(io_completions); RD(timers_fired); RD(starved);
-#undef RD
-}
-
-WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
-                           struct weft_worker_stats *per_worker, unsigned n)
-{
-	if (!rt || !out)
-		return -EINVAL;
-	memset(out, 0, sizeof *out);
-	out->workers = rt->nworkers;
-	out->live = atomic_load_explicit(&rt->live, memory_order_relaxed);
-	for (unsigned i = 0; i < rt->nworkers; i++) {
-		struct weft_worker_stats ws;
-		stats_read(&rt->workers[i], &ws);
-		if (per_worker && i < n)
-			per_worker[i] = ws;
-		struct weft_worker_stats *t = &out->total;
-		t->switches += ws.switches; t->spawns += ws.spawns;
-		t->steals_tried += ws.steals_tried; t->steals += ws.steals;
-		t->parks += ws.parks; t->wakes += ws.wakes;
-		t->inject_in += ws.inject_in; t->inject_out += ws.inject_out;
-		t->io_completions += ws.io_completions; t->timers_fired += ws.timers_fired;
-		t->starved += ws.starved;
-	}
-	return 0;
-}
-
-WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len)
-{
-	if (!s)
-		return -EINVAL;
-	const struct weft_worker_stats *t = &s->total;
-	return snprintf(buf, len,
-	                "workers=%u live=%llu switches=%llu spawns=%llu steals=%llu/%llu "
-	                "parks=%llu wakes=%llu inject=%llu/%llu io=%llu timers=%llu starved=%llu",
-	                s->workers, (unsigned long long)s->live,
-	                (unsigned long long)t->switches, (unsigned long long)t->spawns,
-	                (unsigned long long)t->steals, (unsigned long long)t->steals_tried,
-	                (unsigned long long)t->parks, (unsigned long long)t->wakes,
-	                (unsigned long long)t->inject_in, (unsigned long long)t->inject_out,
-	                (unsigned long long)t->io_completions, (unsigned long long)t->timers_fired,
-	                (unsigned long long)t->starved);
-}
-
-/* -------------------------------------------------------------- dump --- */
-
-static pthread_mutex_t rts_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct weft_rt *rts;             /* every live runtime, for weft_dump */
-
-static void rts_add(struct weft_rt *rt)
-{
-	pthread_mutex_lock(&rts_lock);
-	rt->next_rt = rts;
-	rts = rt;
-	pthread_mutex_unlock(&rts_lock);
-}
-
-static void rts_remove(struct weft_rt *rt)
-{
-	pthread_mutex_lock(&rts_lock);
-	for (struct weft_rt **p = &rts; *p; p = &(*p)->next_rt)
-		if (*p == rt) {
-			*p = rt->next_rt;
-			break;
-		}
-	pthread_mutex_unlock(&rts_lock);
-}
-
-static void dump_rt(struct weft_rt *rt, FILE *f)
-{
-	uint64_t now = coarse_now();
-	struct weft_stats st;
-	char line[512];
-	weft_rt_stats(rt, &st, NULL, 0);
-	weft_stats_format(&st, line, sizeof line);
-	fprintf(f, "weft: runtime %p: %s\n", (void *)rt, line);
-	pthread_mutex_lock(&rt->pool_lock);
-	for (struct weft__slab *sl = rt->slabs; sl; sl = sl->next) {
-		for (unsigned i = 0; i < sl->n; i++) {
-			struct weft_task *t = &sl->tasks[i];
-			if (!atomic_load_explicit(&t->alive, memory_order_acquire))
-				continue;
-			/* A sample: the coroutine keeps running while we look. */
-			int on = -1;
-			for (unsigned k = 0; k < rt->nworkers; k++)
-				if (atomic_load_explicit(&rt->workers[k].running, memory_order_relaxed) == t)
-					on = (int)k;
-			uint32_t state = atomic_load_explicit(&t->state, memory_order_relaxed);
-			bool waiting = atomic_load_explicit(&t->wait, memory_order_relaxed) & 1;
-			char st_buf[48];
-			if (on >= 0)
-				snprintf(st_buf, sizeof st_buf, "running on worker %d", on);
-			else
-				snprintf(st_buf, sizeof st_buf, "%s",
-				         state == WEFT__T_PARKED ? "parked" : "runnable");
-			fprintf(f, "  coroutine %llu \"%s\": %s", (unsigned long long)t->id,
-			        t->name, st_buf);
-			if (waiting && on < 0)
-				fprintf(f, ", waiting for %s%s%p", t->wait_what ? t->wait_what : "an event",
-				        t->wait_obj ? " " : "", t->wait_obj ? t->wait_obj : (void *)"");
-			if (waiting && atomic_load_explicit(&t->timer.heap, memory_order_relaxed))
-				fprintf(f, " (deadline in %.3f ms)",
-				        ((double)t->timer.deadline - (double)weft_now()) / 1e6);
-			fprintf(f, ", age %.3f s", (double)(now - t->born) / 1e9);
-			if (on < 0 && state == WEFT__T_PARKED && t->stack)
-				fprintf(f, ", stack %zu/%zu KiB in use",
-				        (size_t)(((char *)t->stack->lo + t->stack->size) - (char *)t->ctx.sp) / 1024,
-				        t->stack->size / 1024);
-			fputc('\n', f);
-		}
-	}
-	pthread_mutex_unlock(&rt->pool_lock);
-}
-
-WEFT_API void weft_dump(void *file)
-{
-	FILE *f = file ? file : stderr;
-	pthread_mutex_lock(&rts_lock);
-	for (struct weft_rt *rt = rts; rt; rt = rt->next_rt)
-		dump_rt(rt, f);
-	pthread_mutex_unlock(&rts_lock);
-	fflush(f);
-}
-
-static _Atomic int sigquit_pending;
-
-static void on_sigquit(int sig)
-{
-	(void)sig;
-	atomic_store(&sigquit_pending, 1);    /* async-signal-safe: lock-free */
-}
-
-WEFT_API int weft_dump_on_sigquit(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_sigquit;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	return sigaction(SIGQUIT, &sa, NULL) ? -errno : 0;
-}
-
 /* ------------------------------------------------------------ monitor --- */
 
 WEFT_API void weft_rt_set_starvation(weft_rt *rt, uint64_t threshold_ns,
@@ -1801,7 +1650,7 @@ static void *monitor_main(void *arg)
 			notify_work(rt);          /* let an idle worker take over its queue */
 			pthread_mutex_lock(&rt->start_lock);
 		}
-		if (atomic_exchange(&sigquit_pending, 0)) {
+		if (weft__dump_requested()) {
 			pthread_mutex_unlock(&rt->start_lock);
 			weft_dump(stderr);
 			pthread_mutex_lock(&rt->start_lock);
@@ -1854,7 +1703,7 @@ WEFT_API int weft_rt_destroy(weft_rt *rt)
 		struct timespec ts = { 0, 1000000 };   /* 1 ms between sweeps */
 		nanosleep(&ts, NULL);
 	}
-	rts_remove(rt);
+	weft__rts_remove(rt);
 	if (rt->monitor_started) {
 		pthread_mutex_lock(&rt->start_lock);
 		rt->monitor_stop = true;

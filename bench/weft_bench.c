@@ -536,6 +536,10 @@ int main(int argc, char **argv)
 {
 	if (argc < 2)
 		return usage();
+#if defined(WEFT_BENCH_HAVE_ECHO)
+	if (strcmp(argv[1], "echo") == 0)       /* servers vs one load: weft_bench_echo.c */
+		return bench_echo_main(argc - 1, argv + 1);
+#endif
 	if (strcmp(argv[1], "list") == 0) {
 		for (size_t i = 0; i < NBENCH; i++)
 			printf("%s %s %s\n", benches[i].name, benches[i].unit,

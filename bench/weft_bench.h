@@ -36,4 +36,9 @@ int bench_pingpong(unsigned workers, double *value);
 int bench_ring(unsigned workers, double *value);
 #endif
 
+#if defined(WEFT_BENCH_HAVE_ECHO)
+/* `weft-bench echo [options]`: argv[0] is "echo". Returns the exit status. */
+int bench_echo_main(int argc, char **argv);
+#endif
+
 #endif /* WEFT_BENCH_H */

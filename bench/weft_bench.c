@@ -87,6 +87,13 @@ int bench_rt_run(unsigned workers, weft_fn fn, void *arg)
 	int rerr = weft_rt_run(rt, fn, arg, NULL);
 	if (rerr < 0)
 		fprintf(stderr, "weft-bench: weft_rt_run: %s\n", weft_strerror(rerr));
+	if (getenv("WEFT_BENCH_STATS")) {      /* where the time went: steals, parks ... */
+		struct weft_stats st;
+		char line[512];
+		if (weft_rt_stats(rt, &st, NULL, 0) == 0 &&
+		    weft_stats_format(&st, line, sizeof line) > 0)
+			fprintf(stderr, "weft-bench: stats: %s\n", line);
+	}
 	err = weft_rt_destroy(rt);
 	if (err < 0)
 		fprintf(stderr, "weft-bench: weft_rt_destroy: %s\n", weft_strerror(err));

@@ -723,3 +723,58 @@ Test(sched, long_runner_reported_once)
 	cr_assert_not_null(strstr(starve_line, "\"hog\""), "%s", starve_line);
 	cr_assert_eq(st.total.starved, 1);
 }
+
+/* ------------------------------------------------------ parallelism --- */
+
+/*
+ * Two coroutines that can only finish together: each raises its flag and
+ * spins (no blocking point) until it sees the other's. With 2+ workers both
+ * must end up running at once, whatever the timing: the spawns publish work
+ * and notify_work must wake the idle worker. Regression: a worker woken to
+ * search that took `main` from the injection queue stayed counted as
+ * searching while it ran it, so every later notify_work saw a searcher and
+ * woke nobody; the pair spun on one worker until the bound. The starvation
+ * monitor is off here, so nothing but the scheduler's own wake-ups can help.
+ */
+struct rendezvous { _Atomic int flag[2]; };
+
+static void *meet(void *arg)
+{
+	struct rendezvous *r = (struct rendezvous *)((uintptr_t)arg & ~(uintptr_t)1);
+	int me = (int)((uintptr_t)arg & 1);
+	atomic_store(&r->flag[me], 1);
+	uint64_t end = weft_now() + 10ull * 1000000000;   /* bounded: 10 s */
+	while (!atomic_load(&r->flag[!me]))
+		if (weft_now() > end)
+			return (void *)0;
+	return (void *)1;
+}
+
+static void *meet_main(void *arg)
+{
+	static struct rendezvous r __attribute__((aligned(2)));
+	atomic_store(&r.flag[0], 0);
+	atomic_store(&r.flag[1], 0);
+	weft_task *a, *b;
+	void *ra = NULL, *rb = NULL;
+	if (weft_spawn(&a, meet, (void *)((uintptr_t)&r | 0)) ||
+	    weft_spawn(&b, meet, (void *)((uintptr_t)&r | 1)))
+		return (void *)0;
+	weft_join(a, &ra);
+	weft_join(b, &rb);
+	return (void *)((uintptr_t)ra & (uintptr_t)rb);
+}
+
+Test(sched, spawned_work_reaches_idle_workers, .timeout = 120)
+{
+	static const unsigned counts[] = { 2, 4 };
+	for (unsigned i = 0; i < 2; i++) {
+		weft_rt *rt = make_rt(counts[i]);
+		weft_rt_set_starvation(rt, 0, NULL, NULL);
+		void *ret = NULL;
+		cr_assert_eq(weft_rt_run(rt, meet_main, NULL, &ret), 0);
+		cr_assert_eq(weft_rt_destroy(rt), 0);
+		cr_assert_eq((uintptr_t)ret, 1, "%u workers: the two coroutines never ran at once",
+		             counts[i]);
+	}
+}

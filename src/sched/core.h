@@ -115,6 +115,10 @@ struct weft__worker {
 
 	/* ---- shared ---- */
 	struct weft__wstats stats;
+	/* Live-task accounting without a shared counter (see live_tasks() in
+	 * runtime.c): coroutines this worker created / saw return. Written by
+	 * the owner only, monotonic; read by destroy and stats. */
+	_Atomic uint64_t created, exited;
 	/* What runs now, for the monitor (relaxed: a sample, not a protocol). */
 	_Atomic(struct weft_task *) running;
 	struct weft__runq runq;
@@ -159,7 +163,9 @@ struct weft_rt {
 	struct weft_task *free_tasks;
 	_Atomic uint64_t next_id;
 
-	_Alignas(64) _Atomic uint64_t live;   /* coroutines spawned, not returned   */
+	/* coroutines created by threads that are not its workers (weft_rt_run,
+	 * weft_rt_spawn from outside): rare, so a shared RMW counter */
+	_Alignas(64) _Atomic uint64_t created_outside;
 	_Atomic uint32_t shutdown;        /* destroy started: spawn cancels        */
 	_Atomic uint32_t outside_wakers;  /* non-workers inside ready() right now  */
 	_Atomic uint32_t stop;            /* workers leave their loops             */
@@ -187,5 +193,6 @@ uint64_t weft__coarse_now(void);            /* ~5 ns clock for ages, not deadlin
 void weft__rts_add(struct weft_rt *rt);      /* the list weft_dump walks            */
 void weft__rts_remove(struct weft_rt *rt);
 bool weft__dump_requested(void);             /* a SIGQUIT arrived since last asked  */
+uint64_t weft__live_tasks(struct weft_rt *rt, bool *exact);  /* see runtime.c        */
 
 #endif /* WEFT_SCHED_CORE_H */

@@ -30,7 +30,8 @@ WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
 		return -EINVAL;
 	memset(out, 0, sizeof *out);
 	out->workers = rt->nworkers;
-	out->live = atomic_load_explicit(&rt->live, memory_order_relaxed);
+	bool exact;
+	out->live = weft__live_tasks(rt, &exact);     /* a sample when !exact */
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		struct weft_worker_stats ws;
 		stats_read(&rt->workers[i], &ws);

@@ -1,6 +1,7 @@
 /* Shared plumbing of the stress programs; see common.h. */
 #include "common.h"
 
+#include <dirent.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <sched.h>
@@ -161,4 +162,18 @@ unsigned stress_ncpu(void)
 		return (unsigned)CPU_COUNT(&s);
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (unsigned)n : 1;
+}
+
+int stress_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;   /* the directory's own fd */
 }

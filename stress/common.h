@@ -69,5 +69,8 @@ static inline uint64_t stress_seed_for(uint64_t idx)
 uint64_t stress_rss(void);
 /* CPUs in the affinity mask. */
 unsigned stress_ncpu(void);
+/* Open file descriptors of the process (/proc/self/fd), -1 if unreadable:
+ * compare before and after a round to catch a leaked fd. */
+int stress_count_fds(void);
 
 #endif

@@ -203,6 +203,15 @@ struct weft_worker_stats {
 	uint64_t io_completions;/* ring callbacks run (I/O ops completed)             */
 	uint64_t timers_fired;
 	uint64_t starved;       /* runs reported as over the starvation threshold     */
+	/* The worker's io_uring (its own ring, only it submits and reaps): */
+	uint64_t io_sqes;       /* SQEs the kernel took: I/O ops and weft's own (wake
+	                           messages, the eventfd poll)                        */
+	uint64_t io_cqes;       /* CQEs reaped, weft's own included                   */
+	uint64_t io_enters;     /* io_uring_enter system calls (submit, get events,
+	                           waits)                                             */
+	uint64_t io_sq_full;    /* SQ full when an SQE was wanted: submitted early    */
+	uint64_t io_cq_overflow;/* reaps that found the kernel's CQ overflow flag set
+	                           (completions kept by the kernel, none lost)        */
 };
 
 /** Runtime-wide view: the sum over workers, plus live coroutines. */
@@ -219,8 +228,9 @@ struct weft_stats {
  */
 WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
                            struct weft_worker_stats *per_worker, unsigned n);
-/** One line of text ("workers=2 live=3 switches=... "); returns its length
- *  (snprintf's convention). */
+/** One line of text with every total ("workers=2 live=3 switches=... io=...
+ *  sqes=... cqes=... enters=... sqfull=... cqoverflow=..."); returns its
+ *  length (snprintf's convention), or -EINVAL when s is NULL. */
 WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len);
 
 /**

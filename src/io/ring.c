@@ -42,6 +42,20 @@
  * and flags IORING_SQ_CQ_OVERFLOW; reaping loops, flushing with GETEVENTS, until
  * the CQ is empty and the flag is clear.
  *
+ * Counters (r->stats, read by weft_rt_stats): SQEs the kernel consumed, CQEs
+ * reaped, io_uring_enter calls, SQ-full events, overflowed reaps. liburing
+ * decides itself whether io_uring_submit() enters; we count an enter where
+ * its rule says it does (something to submit, GETEVENTS asked, or the kernel
+ * flagged TASKRUN/CQ_OVERFLOW), and every get_events / wait call.
+ *
+ * Fault points (-Dfault_injection, see debug_hooks.h): "ring.setup" and
+ * "ring.eventfd" fail creation with -ENOMEM, "ring.submit" fails a submit
+ * with -EAGAIN; all three leave nothing open. "ring.sqe" makes an SQE
+ * acquisition see a full SQ once (never inside a reservation, which would
+ * split a linked chain), and "ring.submit" also fails its first make-room
+ * submit: both run the SQ-full recovery (submit, reap, retry), which must
+ * then succeed; SQE acquisition has no error to return to its callers.
+ *
  * Rejected: io_uring_register_ring_fd(). The registration lives in the
  * registering thread's table, and io_uring_queue_exit() unregisters the same
  * slot in the *calling* thread's table; a ring torn down by another thread
@@ -52,6 +66,7 @@
  * SQEs (weft__ring_sqe) but must not call weft__ring_poll/wait.
  */
 #include "io/ring.h"
+#include "debug_hooks.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -81,6 +96,29 @@ enum {
 static inline unsigned ring_kflags(const struct weft__ring *r)
 {
 	return __atomic_load_n(r->uring.sq.kflags, __ATOMIC_RELAXED);
+}
+
+/* Owner-only counter bump: relaxed load + relaxed store, no locked RMW
+ * (only the owner writes; readers take relaxed samples, see ring.h). */
+#define RSTAT_ADD(r, f, n)                                                     \
+	atomic_store_explicit(&(r)->stats.f,                                    \
+	    atomic_load_explicit(&(r)->stats.f, memory_order_relaxed) + (n),      \
+	    memory_order_relaxed)
+
+void weft__ring_stats_read(const struct weft__ring *r, struct weft__ring_stats_sample *o)
+{
+	/* relaxed: independent monotone samples, see struct weft__ring_stats */
+	o->sqes = atomic_load_explicit(&r->stats.sqes, memory_order_relaxed);
+	o->cqes = atomic_load_explicit(&r->stats.cqes, memory_order_relaxed);
+	o->enters = atomic_load_explicit(&r->stats.enters, memory_order_relaxed);
+	o->sq_full = atomic_load_explicit(&r->stats.sq_full, memory_order_relaxed);
+	o->cq_overflow = atomic_load_explicit(&r->stats.cq_overflow, memory_order_relaxed);
+}
+
+static int ring_get_events(struct weft__ring *r)
+{
+	RSTAT_ADD(r, enters, 1);
+	return io_uring_get_events(&r->uring);
 }
 
 static void set_supported(struct weft__ring *r, unsigned op)
@@ -122,6 +160,8 @@ static void account(struct weft__ring *r, unsigned before)
 {
 	unsigned left = io_uring_sq_ready(&r->uring);
 	unsigned done = before > left ? before - left : 0;
+	if (done)
+		RSTAT_ADD(r, sqes, done);
 	if (left == 0) {
 		r->inflight += r->pending;
 		r->pending = 0;
@@ -138,6 +178,10 @@ static void account(struct weft__ring *r, unsigned before)
 static int ring_submit(struct weft__ring *r, bool getevents)
 {
 	unsigned before = io_uring_sq_ready(&r->uring);
+	/* liburing enters when there is something to submit, GETEVENTS is
+	 * asked, or the kernel wants task work run / an overflow flushed. */
+	if (before || getevents || (ring_kflags(r) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)))
+		RSTAT_ADD(r, enters, 1);
 	int ret = getevents ? io_uring_submit_and_get_events(&r->uring)
 			    : io_uring_submit(&r->uring);
 	account(r, before);
@@ -150,15 +194,28 @@ static int ring_reap(struct weft__ring *r);
  * more (-EBUSY/-EAGAIN: completions backed up), reap and retry. */
 static struct io_uring_sqe *ring_get_sqe(struct weft__ring *r)
 {
-	for (int i = 0; i < SQE_TRIES; i++) {
+	if (r->reserved) {
+		/* inside a reservation: room was made, and a fault here would
+		 * split the linked chain being prepared */
+		r->reserved--;
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
 		if (sqe)
 			return sqe;
-		int ret = ring_submit(r, false);
+	}
+	for (int i = 0; i < SQE_TRIES; i++) {
+		/* The faults act on the first try only, so a retry always sees
+		 * the real ring and a 100% fault rate cannot exhaust SQE_TRIES. */
+		struct io_uring_sqe *sqe = i == 0 && weft__fault("ring.sqe") ? NULL
+		                         : io_uring_get_sqe(&r->uring);
+		if (sqe)
+			return sqe;
+		if (i == 0)
+			RSTAT_ADD(r, sq_full, 1);
+		int ret = i == 0 && weft__fault("ring.submit") ? -EAGAIN : ring_submit(r, false);
 		if (ret == -EBUSY || ret == -EAGAIN || ret == -EINTR || (i > 0 && ret <= 0)) {
 			ring_reap(r);
 			if (io_uring_sq_space_left(&r->uring) == 0)
-				io_uring_get_events(&r->uring);
+				ring_get_events(r);
 		}
 	}
 	fprintf(stderr, "weft: io_uring SQ stays full after %d submits; giving up\n", SQE_TRIES);
@@ -167,17 +224,22 @@ static struct io_uring_sqe *ring_get_sqe(struct weft__ring *r)
 
 void weft__ring_reserve(struct weft__ring *r, unsigned n)
 {
+	if (io_uring_sq_space_left(&r->uring) < n)
+		RSTAT_ADD(r, sq_full, 1);
 	for (int i = 0; i < SQE_TRIES && io_uring_sq_space_left(&r->uring) < n; i++) {
 		int ret = ring_submit(r, false);
 		if (ret < 0 || i > 0) {
 			ring_reap(r);
-			io_uring_get_events(&r->uring);
+			ring_get_events(r);
 		}
 	}
 	if (io_uring_sq_space_left(&r->uring) < n) {
 		fprintf(stderr, "weft: cannot make room for %u SQEs\n", n);
 		abort();
 	}
+	/* A reap above may have run callbacks that prepared SQEs; room was
+	 * re-checked after them. The next n acquisitions take it unfaulted. */
+	r->reserved = n;
 }
 
 struct io_uring_sqe *weft__ring_sqe(struct weft__ring *r)
@@ -253,6 +315,10 @@ int weft__ring_init(struct weft__ring *r, unsigned entries, char *why, size_t wh
 		struct io_uring_params p;
 		memset(&p, 0, sizeof p);
 		p.flags = tries[i];
+		if (weft__fault("ring.setup")) {
+			ret = -ENOMEM;     /* io_uring_setup's answer under memory pressure */
+			break;
+		}
 		ret = io_uring_queue_init_params(entries, &r->uring, &p);
 		if (ret == 0) {
 			r->flags = p.flags;
@@ -265,7 +331,8 @@ int weft__ring_init(struct weft__ring *r, unsigned entries, char *why, size_t wh
 		explain(ret, why, why_len);
 		return ret;
 	}
-	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	r->wake_fd = weft__fault("ring.eventfd") ? (errno = ENOMEM, -1)
+	           : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (r->wake_fd < 0) {
 		ret = -errno;
 		if (why && why_len)
@@ -276,7 +343,7 @@ int weft__ring_init(struct weft__ring *r, unsigned entries, char *why, size_t wh
 	probe(r);
 	r->poll_multishot = true;
 	arm_eventfd(r);
-	ret = ring_submit(r, false);
+	ret = weft__fault("ring.submit") ? -EAGAIN : ring_submit(r, false);
 	if (ret < 0) {
 		if (why && why_len)
 			snprintf(why, why_len, "io_uring_submit: %s", strerror(-ret));
@@ -331,7 +398,7 @@ static bool internal_cqe(struct weft__ring *r, uint64_t ud, int res, uint32_t fl
 static int ring_reap(struct weft__ring *r)
 {
 	struct { uint64_t ud; int32_t res; uint32_t flags; } batch[REAP_BATCH];
-	bool woken = false;
+	bool woken = false, overflow = false;
 	int ran = 0;
 
 	for (int rounds = 0; rounds < 1 << 16; rounds++) {
@@ -348,7 +415,10 @@ static int ring_reap(struct weft__ring *r)
 			/* Overflowed CQEs wait in the kernel: GETEVENTS flushes them. */
 			if (!(ring_kflags(r) & IORING_SQ_CQ_OVERFLOW))
 				break;
-			io_uring_get_events(&r->uring);
+			if (!overflow)
+				RSTAT_ADD(r, cq_overflow, 1);
+			overflow = true;
+			ring_get_events(r);
 			if (io_uring_cq_ready(&r->uring) == 0)
 				break;
 			continue;
@@ -356,6 +426,7 @@ static int ring_reap(struct weft__ring *r)
 		/* Consume before calling back: a callback may prepare SQEs, and an
 		 * SQ-full submit inside it may reap again. */
 		io_uring_cq_advance(&r->uring, n);
+		RSTAT_ADD(r, cqes, n);
 		for (unsigned i = 0; i < n; i++) {
 			uint64_t ud = batch[i].ud;
 			if (ud & TAG_MASK) {
@@ -389,9 +460,9 @@ int weft__ring_poll(struct weft__ring *r)
 		unsigned kf = ring_kflags(r);
 		if (!(r->flags & IORING_SETUP_TASKRUN_FLAG) ||
 		    (kf & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)))
-			io_uring_get_events(&r->uring);
+			ring_get_events(r);
 	} else if (ring_kflags(r) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) {
-		io_uring_get_events(&r->uring);
+		ring_get_events(r);
 	}
 	return ring_reap(r);
 }
@@ -407,6 +478,7 @@ int weft__ring_wait(struct weft__ring *r, int64_t timeout_ns)
 	};
 	struct io_uring_cqe *cqe = NULL;
 	unsigned before = io_uring_sq_ready(&r->uring);
+	RSTAT_ADD(r, enters, 1);   /* waits for one CQE: always enters */
 	int ret = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1,
 						   timeout_ns < 0 ? NULL : &ts, NULL);
 	account(r, before);

@@ -24,6 +24,25 @@ struct weft__ring_op {
 	weft__ring_cb cb;
 };
 
+/* Counters of one ring since it was set up. Written by the owner only, each
+ * with a relaxed load and a relaxed store (no locked RMW on the submit/reap
+ * path: nobody else writes them); read by any thread with relaxed loads
+ * (weft_rt_stats). Relaxed is enough both ways: each counter is a
+ * self-contained monotone value, nothing is published through it, and a
+ * reader wants a recent sample, not a snapshot consistent across counters. */
+struct weft__ring_stats {
+	_Atomic uint64_t sqes;         /* SQEs the kernel consumed (user + internal) */
+	_Atomic uint64_t cqes;         /* CQEs reaped (user + internal: wakes, polls) */
+	_Atomic uint64_t enters;       /* io_uring_enter calls made through liburing  */
+	_Atomic uint64_t sq_full;      /* no free SQE: submitted early to make room  */
+	_Atomic uint64_t cq_overflow;  /* reaps that found the CQ overflow flag set   */
+};
+
+/* A plain copy of struct weft__ring_stats, for readers. */
+struct weft__ring_stats_sample {
+	uint64_t sqes, cqes, enters, sq_full, cq_overflow;
+};
+
 struct weft__ring {
 	struct io_uring uring;
 	unsigned flags;            /* IORING_SETUP_* actually in effect          */
@@ -34,22 +53,29 @@ struct weft__ring {
 	struct weft__ring_op wake_op;  /* unused: internal CQEs use tagged user_data */
 	uint64_t wake_buf;
 	unsigned ipending;         /* internal SQEs (poll, MSG_RING) not submitted */
+	unsigned reserved;         /* SQEs left of weft__ring_reserve's room      */
 	bool has_msg_ring;         /* IORING_OP_MSG_RING probed                   */
 	bool cqe_skip;             /* IORING_FEAT_CQE_SKIP: sender gets no CQE    */
 	bool poll_multishot;       /* cleared when the kernel rejects POLL_ADD_MULTI */
 	uint32_t ops[8];           /* bitmap of supported IORING_OP_* (probe)     */
 	_Atomic unsigned wake_pending; /* a wake is on its way: later wakers skip.
 	                                  Any thread (see ring.c)                  */
+	struct weft__ring_stats stats; /* owner writes, anyone reads (see above)  */
 };
 
 /* Create the ring (entries SQEs). On failure returns -errno and writes a
  * message naming the cause (io_uring disabled by sysctl, seccomp, old kernel)
- * into why[why_len]. */
+ * into why[why_len]; nothing is left open. Fault points (-Dfault_injection):
+ * "ring.setup" (io_uring_setup fails -ENOMEM), "ring.eventfd" (-ENOMEM),
+ * "ring.submit" (the first submit fails -EAGAIN). */
 int  weft__ring_init(struct weft__ring *r, unsigned entries, char *why, size_t why_len);
 void weft__ring_exit(struct weft__ring *r);
 
-/* An SQE to fill; never NULL: when the SQ is full it submits first. Owner only.
- * The caller must set user_data with weft__ring_set_op(). */
+/* An SQE to fill; never NULL: when the SQ is full it submits first (and when
+ * the kernel refuses with -EAGAIN/-EBUSY, reaps and retries). Owner only.
+ * The caller must set user_data with weft__ring_set_op(). Fault points:
+ * "ring.sqe" (the SQ looks full once), "ring.submit" (that early submit fails
+ * -EAGAIN once): both take the recovery path, never a failure to the caller. */
 struct io_uring_sqe *weft__ring_sqe(struct weft__ring *r);
 /* Make room for n SQEs in a row (n <= the ring's entries), so that a linked
  * chain prepared next is not split across two submits. Owner only. */
@@ -58,6 +84,9 @@ static inline void weft__ring_set_op(struct io_uring_sqe *sqe, struct weft__ring
 {
 	io_uring_sqe_set_data(sqe, op);
 }
+
+/* Read the ring's counters (relaxed loads). Any thread. */
+void weft__ring_stats_read(const struct weft__ring *r, struct weft__ring_stats_sample *out);
 
 /* Whether the kernel supports opcode op (IORING_OP_*), from the probe. */
 static inline bool weft__ring_op_supported(const struct weft__ring *r, unsigned op)

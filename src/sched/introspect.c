@@ -21,6 +21,13 @@ static void stats_read(struct weft__worker *w, struct weft_worker_stats *o)
 	RD(switches); RD(spawns); RD(steals_tried); RD(steals); RD(parks); RD(wakes);
 	RD(inject_in); RD(inject_out); RD(io_completions); RD(timers_fired); RD(starved);
 #undef RD
+	struct weft__ring_stats_sample rs;
+	weft__ring_stats_read(&w->ring, &rs);     /* relaxed loads, see ring.h */
+	o->io_sqes = rs.sqes;
+	o->io_cqes = rs.cqes;
+	o->io_enters = rs.enters;
+	o->io_sq_full = rs.sq_full;
+	o->io_cq_overflow = rs.cq_overflow;
 }
 
 WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
@@ -44,6 +51,9 @@ WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
 		t->inject_in += ws.inject_in; t->inject_out += ws.inject_out;
 		t->io_completions += ws.io_completions; t->timers_fired += ws.timers_fired;
 		t->starved += ws.starved;
+		t->io_sqes += ws.io_sqes; t->io_cqes += ws.io_cqes;
+		t->io_enters += ws.io_enters; t->io_sq_full += ws.io_sq_full;
+		t->io_cq_overflow += ws.io_cq_overflow;
 	}
 	return 0;
 }
@@ -55,14 +65,18 @@ WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len
 	const struct weft_worker_stats *t = &s->total;
 	return snprintf(buf, len,
 	                "workers=%u live=%llu switches=%llu spawns=%llu steals=%llu/%llu "
-	                "parks=%llu wakes=%llu inject=%llu/%llu io=%llu timers=%llu starved=%llu",
+	                "parks=%llu wakes=%llu inject=%llu/%llu io=%llu timers=%llu starved=%llu "
+	                "sqes=%llu cqes=%llu enters=%llu sqfull=%llu cqoverflow=%llu",
 	                s->workers, (unsigned long long)s->live,
 	                (unsigned long long)t->switches, (unsigned long long)t->spawns,
 	                (unsigned long long)t->steals, (unsigned long long)t->steals_tried,
 	                (unsigned long long)t->parks, (unsigned long long)t->wakes,
 	                (unsigned long long)t->inject_in, (unsigned long long)t->inject_out,
 	                (unsigned long long)t->io_completions, (unsigned long long)t->timers_fired,
-	                (unsigned long long)t->starved);
+	                (unsigned long long)t->starved,
+	                (unsigned long long)t->io_sqes, (unsigned long long)t->io_cqes,
+	                (unsigned long long)t->io_enters, (unsigned long long)t->io_sq_full,
+	                (unsigned long long)t->io_cq_overflow);
 }
 
 /* -------------------------------------------------------------- dump --- */

@@ -37,7 +37,7 @@
 
 #define NP      16      /* pairs (socketpair or pipe) per round  */
 #define NV      128     /* victims per round                     */
-#define MAXSEND 6       /* records a sender writes per round      */
+#define MAXSEND 10      /* records a sender writes per round      */
 #define PROBE   63      /* sequence number of the end-of-round probe */
 #define FILESZ  4096
 #define CANARY  0xa5

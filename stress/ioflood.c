@@ -237,12 +237,12 @@ int main(int argc, char **argv)
 		uint64_t c0 = completions(rt);
 		r = weft_rt_run(rt, round_main, NULL, NULL);
 		STRESS_CHECK(r == 0, "weft_rt_run: %s", weft_strerror(r));
-		unsigned long want = 0;
+		unsigned long cqes = 0;
 		for (unsigned i = 0; i < nchan; i++) {
 			STRESS_CHECK(chans[i].got == chans[i].total, "channel %u: %zu of %zu bytes", i,
 				     chans[i].got, chans[i].total);
 			/* one CQE per call, a second for each timed one */
-			want += chans[i].wops + chans[i].rops + chans[i].wtops + chans[i].rtops;
+			cqes += chans[i].wops + chans[i].rops + chans[i].wtops + chans[i].rtops;
 			tops += chans[i].wtops + chans[i].rtops;
 			bytes += chans[i].total;
 		}
@@ -252,16 +252,16 @@ int main(int argc, char **argv)
 		uint64_t c = 0;
 		for (int i = 0; i < 5000; i++) {
 			c = completions(rt) - c0;
-			STRESS_CHECK(c <= want, "round %u (ring_entries %u): %llu completions, %lu "
+			STRESS_CHECK(c <= cqes, "round %u (ring_entries %u): %llu completions, %lu "
 				     "expected: some op completed twice", round_no, entries,
-				     (unsigned long long)c, want);
-			if (c == want)
+				     (unsigned long long)c, cqes);
+			if (c == cqes)
 				break;
 			usleep(1000);
 		}
-		STRESS_CHECK(c == want, "round %u (ring_entries %u): %llu completions, %lu expected "
-			     "(5 s after the joins)", round_no, entries, (unsigned long long)c, want);
-		ops += want;
+		STRESS_CHECK(c == cqes, "round %u (ring_entries %u): %llu completions, %lu expected "
+			     "(5 s after the joins)", round_no, entries, (unsigned long long)c, cqes);
+		ops += cqes;
 		atomic_store_explicit(&flood_rt_set, 0, memory_order_relaxed);
 		STRESS_CHECK(weft_rt_destroy(rt) == 0, "weft_rt_destroy");
 		for (unsigned i = 0; i < nchan; i++) {

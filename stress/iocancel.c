@@ -6,7 +6,8 @@
  * pipes at random moments and canceller coroutines weft_cancel each victim
  * after a random (seeded) delay — so cancels race with data arriving, with
  * timeouts firing and with ops that already completed. Up to --count
- * cancels (default 1,000,000) within --seconds. Checked:
+ * cancels (default 1,000,000) within --seconds. Every 32 rounds a fresh
+ * runtime, with 256, 2 or 16 SQ entries per ring by turns. Checked:
  *   - each call returns exactly one valid result: a whole record that is
  *     well-formed and not seen before (16 bytes), -ECANCELED, or -ETIMEDOUT
  *     (the _timeout variants only); a file read returns the file's bytes;
@@ -289,13 +290,26 @@ int main(int argc, char **argv)
 		filebuf[i] = (unsigned char)(i * 7 + (i >> 8));
 	STRESS_CHECK(write(filefd, filebuf, FILESZ) == FILESZ, "write temp file");
 
-	weft_rt *rt;
-	int r = weft_rt_create(&rt, &(struct weft_config){ .workers = workers });
-	STRESS_CHECK(r == 0, "weft_rt_create: %s", weft_strerror(r));
-	int fds0 = stress_count_fds();
+	/* A fresh runtime every 32 rounds, its rings by turns 256, 2 and 16 SQ
+	 * entries: cancels (ASYNC_CANCEL SQEs, remote cancels) then also wait
+	 * for room in a full SQ. */
+	static const unsigned sizes[] = { 256, 2, 16 };
+	weft_rt *rt = NULL;
+	int r, fds0 = -1;
 	uint64_t rng = stress_seed_for(0);
 	do {
 		round_no++;
+		if (round_no % 32 == 1) {
+			if (rt)
+				STRESS_CHECK(weft_rt_destroy(rt) == 0, "weft_rt_destroy");
+			unsigned e = sizes[(round_no / 32) % 3];
+			r = weft_rt_create(&rt, &(struct weft_config){ .workers = workers,
+								       .ring_entries = e });
+			STRESS_CHECK(r == 0, "weft_rt_create (ring_entries %u): %s", e,
+				     weft_strerror(r));
+			if (fds0 < 0)
+				fds0 = stress_count_fds();
+		}
 		r = weft_rt_run(rt, round_main, &rng, NULL);
 		STRESS_CHECK(r == 0, "weft_rt_run: %s", weft_strerror(r));
 		for (unsigned i = 0; i < NP; i++) {

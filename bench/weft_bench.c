@@ -18,6 +18,10 @@
  *   sleep    ms, all workers: 100,000 coroutines sleep 10 ms, count down a latch
  *   pingpong ns/round trip over two unbuffered channels, 1,000,000 rounds
  *   ring     ns/hop, 503 coroutines, unbuffered channels, 10,000,000 hops
+ *   chan     ns/item, all workers: 4 producers, 4 consumers, a channel
+ *            buffered for 1,024, 10,000,000 items (weft_bench_chan.c)
+ *   gen      ns/value, 1 worker: a generator yields 10,000,000 values,
+ *            values sent back both ways (weft_bench_gen.c)
  *
  * The latch of spawn and sleep is weft's wait group when the library has one
  * (WEFT_BENCH_HAVE_WG, probed by bench/meson.build). Without it, the
@@ -435,7 +439,9 @@ static const struct bench_def benches[] = {
 #if defined(WEFT_BENCH_HAVE_CHAN)
 	{ "pingpong", "ns", 0, bench_pingpong },
 	{ "ring",     "ns", 0, bench_ring },
+	{ "chan",     "ns", 0, bench_chan },        /* ns per item */
 #endif
+	{ "gen",      "ns", 1, bench_gen },         /* ns per value */
 };
 #define NBENCH (sizeof benches / sizeof benches[0])
 

@@ -34,7 +34,11 @@ int bench_fail(const char *bench, const char *fmt, ...)
 #if defined(WEFT_BENCH_HAVE_CHAN)
 int bench_pingpong(unsigned workers, double *value);
 int bench_ring(unsigned workers, double *value);
+int bench_chan(unsigned workers, double *value);
 #endif
+
+/* weft_bench_gen.c */
+int bench_gen(unsigned workers, double *value);
 
 #if defined(WEFT_BENCH_HAVE_ECHO)
 /* `weft-bench echo [options]`: argv[0] is "echo". Returns the exit status. */

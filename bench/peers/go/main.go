@@ -2,8 +2,8 @@
 //
 //	go-bench BENCH [--workers N]
 //
-// BENCH is one of yield, spawn, skynet, fib, sleep, pingpong, ring. --workers
-// sets GOMAXPROCS (default: all CPUs; yield always 1, as BENCH.md defines it).
+// BENCH is one of yield, spawn, skynet, fib, sleep, pingpong, ring, chan, gen.
+// --workers sets GOMAXPROCS (default: all CPUs; yield and gen 1).
 // Prints one line: name=<bench> impl=go workers=<n> value=<v> unit=<u>.
 // Standard library only, so it builds without network access.
 package main
@@ -178,18 +178,103 @@ func benchRing() (float64, string) {
 	return float64(r.at.Sub(t0).Nanoseconds()) / hops, "ns"
 }
 
+// chan: 4 producers, 4 consumers, one channel buffered for 1,024, 10,000,000
+// items (the values 1..N); ns per item (items/s = 1e9 / value). The main
+// goroutine closes the channel once the producers are done.
+func benchChan() (float64, string) {
+	const producers, consumers, items = 4, 4, 10000000
+	const per = items / producers
+	ch := make(chan int64, 1024)
+	var got [consumers]struct{ n, sum uint64 }
+	var pwg, cwg sync.WaitGroup
+	t0 := time.Now()
+	cwg.Add(consumers)
+	for c := 0; c < consumers; c++ {
+		go func(id int) {
+			var n, sum uint64
+			for v := range ch {
+				n++
+				sum += uint64(v)
+			}
+			got[id].n, got[id].sum = n, sum
+			cwg.Done()
+		}(c)
+	}
+	pwg.Add(producers)
+	for p := 0; p < producers; p++ {
+		go func(id int64) {
+			for v := id*per + 1; v <= (id+1)*per; v++ {
+				ch <- v
+			}
+			pwg.Done()
+		}(int64(p))
+	}
+	pwg.Wait()
+	close(ch)
+	cwg.Wait()
+	el := time.Since(t0)
+	var n, sum uint64
+	for _, g := range got {
+		n += g.n
+		sum += g.sum
+	}
+	if n != items || sum != uint64(items)*(items+1)/2 {
+		fail("chan", "%d items summing to %d", n, sum)
+	}
+	return float64(el.Nanoseconds()) / items, "ns"
+}
+
+// gen: ns per generator value, GOMAXPROCS=1. Go 1.19 has no iter.Pull, so
+// the generator is Go's idiom: a goroutine and two unbuffered channels, one
+// for the values out and one for what the caller sends back (the body waits
+// for each resume, as a generator does). Yields 0..N-1 (N = 10,000,000); each
+// resume sends the count received so far; checks as weft's: values sum to
+// N(N-1)/2, the body's total of what it was sent is N(N+1)/2.
+func benchGen() (float64, string) {
+	const n = 10000000
+	out, in := make(chan uint64), make(chan uint64)
+	total := make(chan uint64, 1)
+	go func() {
+		insum := <-in // the first resume starts the body
+		for i := uint64(0); i < n; i++ {
+			out <- i
+			insum += <-in
+		}
+		close(out)
+		total <- insum
+	}()
+	var sum, got uint64
+	t0 := time.Now()
+	for {
+		in <- got
+		v, ok := <-out
+		if !ok {
+			break
+		}
+		sum += v
+		got++
+	}
+	el := time.Since(t0)
+	insum := <-total
+	if got != n || sum != uint64(n)*(n-1)/2 || insum != uint64(n)*(n+1)/2 {
+		fail("gen", "%d values summing to %d, sent total %d", got, sum, insum)
+	}
+	return float64(el.Nanoseconds()) / n, "ns"
+}
+
 func main() {
 	benches := map[string]func() (float64, string){
 		"yield": benchYield, "spawn": benchSpawn, "skynet": benchSkynet, "fib": benchFib,
 		"sleep": benchSleep, "pingpong": benchPingpong, "ring": benchRing,
+		"chan": benchChan, "gen": benchGen,
 	}
 	if len(os.Args) < 2 || benches[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: go-bench yield|spawn|skynet|fib|sleep|pingpong|ring [--workers N]")
+		fmt.Fprintln(os.Stderr, "usage: go-bench yield|spawn|skynet|fib|sleep|pingpong|ring|chan|gen [--workers N]")
 		os.Exit(2)
 	}
 	name := os.Args[1]
 	workers := runtime.NumCPU()
-	if name == "yield" {
+	if name == "yield" || name == "gen" {
 		workers = 1
 	}
 	for i := 2; i < len(os.Args); i++ {

@@ -234,10 +234,17 @@ WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
 WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len);
 
 /**
- * Print every live coroutine of every runtime to f: id, name, state (running
- * on worker N, runnable, parked), what it waits for, its age, and the stack it
- * uses now (parked coroutines). Any thread; takes each runtime's record lock,
- * nothing on the spawn path.
+ * Print every live coroutine of every runtime to f (NULL: stderr): id, name,
+ * state (running on worker N, runnable, parked), what it waits for, its age,
+ * the stack it uses now (parked coroutines: from the saved stack pointer) and
+ * its stack high-water mark ("high-water N KiB": the deepest byte of the stack
+ * ever written, found at dump time from the pages the kernel has committed,
+ * nothing on the spawn or switch path). Pooled stacks are reused without
+ * being cleared, so the mark covers every coroutine that ran on the stack
+ * since it was mapped; the line says "(own)" when this coroutine is the
+ * stack's first user, otherwise "(deepest of N users of this stack)". Each
+ * line is a sample taken while the coroutines keep running. Any thread;
+ * takes each runtime's record lock, nothing on the spawn path.
  */
 WEFT_API void weft_dump(void *file /* FILE * */);
 /** Install a SIGQUIT handler that makes weft_dump(stderr) run (from a

@@ -42,6 +42,19 @@
  * Under TSan the shared stack is the same list guarded by a mutex: TSan
  * cannot see ck's inline-asm atomics and would flag the benign next read.
  *
+ * High-water mark. Stack pages are committed on first touch and never
+ * given back, so the pages mincore() reports resident are the ones ever
+ * used; the deepest written word lies in the lowest resident page (or just
+ * above it: a page can be resident because someone only read it). We scan
+ * words upwards from that page to the first non-zero one. Clearing a stack
+ * on reuse to make the mark per coroutine would cost a memset or an madvise
+ * per spawn (see "Layout" for why we don't); instead each stack counts its
+ * users and the dump says whose mark it is. Off-size stacks are unmapped on
+ * put, possibly while the dump looks at them: for those only mincore()
+ * (which fails cleanly on an unmapped range) is used, page-granular.
+ * Their descriptors are kept on a pool list, not freed, so a dump holding
+ * a stale pointer still reads a live descriptor.
+ *
  * Overflow. Each coroutine thread has an alternate signal stack
  * (weft__stack_thread_init); the SIGSEGV handler, installed once per
  * process, checks si_addr against the guard of the stack this thread runs
@@ -96,6 +109,7 @@ struct weft__stack_pool {
 	_Alignas(64) ck_stack_t free;   /* 16-byte aligned for the double CAS */
 	_Alignas(64) pthread_mutex_t chunk_lock;   /* growth and destroy only */
 	struct chunk *chunks;
+	struct weft__stack *spare_descs;  /* off-size descriptors, for reuse */
 	size_t stack_size;        /* usable bytes per stack */
 	size_t stride;            /* guard + stack */
 	unsigned chunk_n;
@@ -334,6 +348,11 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p)
 			vma_unreserve(c->vmas);
 		free(c);
 	}
+	while (p->spare_descs) {
+		struct weft__stack *d = p->spare_descs;
+		p->spare_descs = d->next;
+		free(d);
+	}
 	pthread_mutex_destroy(&p->chunk_lock);
 #if defined(WEFT_TSAN)
 	pthread_mutex_destroy(&p->free_lock);
@@ -437,8 +456,24 @@ int weft__stack_get(struct weft__stack_cache *c, struct weft__stack **out)
 	s->next = NULL;
 	s->owner_id = 0;
 	s->owner_name = NULL;
+	/* Only the taking thread writes `users`: relaxed load + store (the
+	 * previous owner's writes reached us through the pool's hand-over);
+	 * relaxed for the dump's sampling load. */
+	atomic_store_explicit(&s->users,
+	                      atomic_load_explicit(&s->users, memory_order_relaxed) + 1,
+	                      memory_order_relaxed);
 	*out = s;
 	return 0;
+}
+
+/* Keep an off-size descriptor for reuse: a dump may still hold it (see
+ * "High-water mark"). Freed by weft__stack_pool_destroy. */
+static void desc_spare(struct weft__stack_pool *p, struct weft__stack *s)
+{
+	pthread_mutex_lock(&p->chunk_lock);
+	s->next = p->spare_descs;
+	p->spare_descs = s;
+	pthread_mutex_unlock(&p->chunk_lock);
 }
 
 int weft__stack_get_size(struct weft__stack_cache *c, size_t size, struct weft__stack **out)
@@ -449,18 +484,29 @@ int weft__stack_get_size(struct weft__stack_cache *c, size_t size, struct weft__
 		return err;
 	if (rounded == c->pool->stack_size)
 		return weft__stack_get(c, out);
-	struct weft__stack *s = weft__fault("stack.desc_alloc") ? NULL : calloc(1, sizeof *s);
-	if (!s)
-		return -ENOMEM;
+	struct weft__stack_pool *p = c->pool;
+	pthread_mutex_lock(&p->chunk_lock);
+	struct weft__stack *s = p->spare_descs;
+	if (s)
+		p->spare_descs = s->next;
+	pthread_mutex_unlock(&p->chunk_lock);
+	if (!s) {
+		s = weft__fault("stack.desc_alloc") ? NULL : malloc(sizeof *s);
+		if (!s)
+			return -ENOMEM;
+	}
+	memset(s, 0, sizeof *s);
 	unsigned long vmas;
 	char *base = map_stacks(rounded + pagesz(), 1, &vmas, &err);
 	if (!base) {
-		free(s);
+		desc_spare(p, s);
 		return err;
 	}
 	s->lo = base + pagesz();
 	s->size = rounded;
 	s->own_mapping = true;
+	/* a fresh mapping: its first user (relaxed, see weft__stack_get) */
+	atomic_store_explicit(&s->users, 1, memory_order_relaxed);
 	*out = s;
 	return 0;
 }
@@ -471,7 +517,7 @@ void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s)
 		munmap((char *)s->lo - pagesz(), s->size + pagesz());
 		if (guard_probe() == GUARD_MPROTECT)
 			vma_unreserve(2);
-		free(s);
+		desc_spare(c->pool, s);
 		return;
 	}
 	if (c->n >= WEFT__STACK_CACHE_MAX) {
@@ -486,6 +532,47 @@ void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s)
 	s->next = c->head;
 	c->head = s;
 	c->n++;
+}
+
+/* ------------------------------------------------------- high-water ------- */
+
+#define HW_VEC 256u               /* pages per mincore() call */
+
+/* Deepest non-zero word from `from` up to `top`. Reads another coroutine's
+ * stack while it may run: racy by design (a sample), and ASan's redzones in
+ * its frames are not ours to check, so neither sanitizer looks here. */
+__attribute__((no_sanitize("address", "thread")))
+static const char *first_nonzero(const char *from, const char *top)
+{
+	for (const volatile uintptr_t *w = (const volatile uintptr_t *)from;
+	     (const char *)w < top; w++)
+		if (*w)
+			return (const char *)w;
+	return NULL;
+}
+
+size_t weft__stack_high_water(const struct weft__stack *s)
+{
+	size_t ps = pagesz();
+	const char *lo = s->lo, *top = (const char *)s->lo + s->size;
+	size_t npages = s->size / ps;
+	bool own = s->own_mapping;
+	unsigned char vec[HW_VEC];
+	for (size_t at = 0; at < npages; at += HW_VEC) {
+		size_t n = npages - at < HW_VEC ? npages - at : HW_VEC;
+		if (mincore((void *)(uintptr_t)(lo + at * ps), n * ps, vec) != 0)
+			return 0;           /* unmapped meanwhile (off-size stack) */
+		for (size_t i = 0; i < n; i++) {
+			if (!(vec[i] & 1))
+				continue;
+			const char *page = lo + (at + i) * ps;
+			if (own)
+				return (size_t)(top - page);
+			const char *w = first_nonzero(page, top);
+			return w ? (size_t)(top - w) : (size_t)(top - page);
+		}
+	}
+	return 0;
 }
 
 /* --------------------------------------------------------- overflow ------- */

@@ -6,6 +6,10 @@
  * time; mprotect(PROT_NONE) otherwise, which costs a VMA per stack: the pool
  * then refuses with -EAGAIN and a clear message before vm.max_map_count runs out.
  *
+ * High-water mark (weft_dump): found at dump time, nothing on the spawn or
+ * switch path but one owner-only counter bump per get. See
+ * weft__stack_high_water().
+ *
  * Overflow: a SIGSEGV handler on an alternate signal stack recognises a hit
  * in the guard of the stack running on this thread and prints
  *   weft: stack overflow in coroutine <id> "<name>" (stack <N> KiB)
@@ -17,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <ck_stack.h>
 
 struct weft__stack {
@@ -26,6 +31,12 @@ struct weft__stack {
 	/* labels for the overflow message; set by the owner of the stack */
 	uint64_t owner_id;
 	const char *owner_name;
+	/* Coroutines that have taken this stack since it was mapped (1: the
+	 * present one is its first user, so its high-water mark is its own).
+	 * Written by the taking thread (relaxed load + store, no RMW: one
+	 * owner at a time, handed over through the pool's own ordering); read
+	 * by weft_dump with a relaxed load (a sample). */
+	_Atomic uint32_t users;
 	/* pool internals */
 	ck_stack_entry_t link;      /* link in the pool's shared lock-free stack  */
 	bool own_mapping;           /* off-size: unmapped by weft__stack_put      */
@@ -52,6 +63,17 @@ int  weft__stack_get(struct weft__stack_cache *c, struct weft__stack **out);
 int  weft__stack_get_size(struct weft__stack_cache *c, size_t size, struct weft__stack **out);
 /* Give it back; its pages stay committed for the next user. */
 void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s);
+
+/* The stack's high-water mark in bytes: from its top down to the deepest
+ * word ever written (pooled stacks), or to the deepest page the kernel has
+ * committed (off-size stacks, which may be unmapped meanwhile: only mincore
+ * touches them). Pooled stacks are never cleared on reuse, so the mark is the
+ * deepest of all its users (see `users`). 0 when it cannot tell. Any thread,
+ * at any time while the stack's pool exists: a racy sample by design (the
+ * scan reads words the running coroutine may be writing; it is exempt from
+ * ASan/TSan for that reason). Cost: one mincore() per 256 pages and a scan
+ * of at most the deepest page in use. */
+size_t weft__stack_high_water(const struct weft__stack *s);
 
 /* Per-thread set-up for any thread that runs coroutines: installs the
  * alternate signal stack (and, once per process, the SIGSEGV handler). */

@@ -103,6 +103,35 @@ void weft__rts_remove(struct weft_rt *rt)
 	pthread_mutex_unlock(&rts_lock);
 }
 
+/* t->stack is a plain field the owner worker writes at spawn and exit
+ * (runtime.c). The dump only samples it: the descriptor it points to lives
+ * as long as the runtime's stack pool (stack.c keeps even off-size ones),
+ * so a stale value at worst describes the stack's next user. TSan is told
+ * not to flag this one racy read. */
+__attribute__((no_sanitize("thread")))
+static struct weft__stack *stack_sample(struct weft_task *t)
+{
+	return *(struct weft__stack *volatile *)&t->stack;
+}
+
+/* ", high-water N KiB (own)" or "(deepest of U users of this stack)": pooled
+ * stacks are reused uncleared (see weft__stack_high_water). */
+static void dump_high_water(FILE *f, const struct weft__stack *s)
+{
+	size_t hw = weft__stack_high_water(s);
+	/* relaxed: a sample of a counter only the stack's taker writes */
+	uint32_t users = atomic_load_explicit(&s->users, memory_order_relaxed);
+	if (!hw) {
+		fprintf(f, ", high-water unknown");
+		return;
+	}
+	fprintf(f, ", high-water %zu KiB", (hw + 1023) / 1024);
+	if (users <= 1)
+		fprintf(f, " (own)");
+	else
+		fprintf(f, " (deepest of %u users of this stack)", users);
+}
+
 static void dump_rt(struct weft_rt *rt, FILE *f)
 {
 	uint64_t now = weft__coarse_now();
@@ -132,17 +161,22 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 				         state == WEFT__T_PARKED ? "parked" : "runnable");
 			fprintf(f, "  coroutine %llu \"%s\": %s", (unsigned long long)t->id,
 			        t->name, st_buf);
-			if (waiting && on < 0)
-				fprintf(f, ", waiting for %s%s%p", t->wait_what ? t->wait_what : "an event",
-				        t->wait_obj ? " " : "", t->wait_obj ? t->wait_obj : (void *)"");
+			if (waiting && on < 0) {
+				fprintf(f, ", waiting for %s", t->wait_what ? t->wait_what : "an event");
+				if (t->wait_obj)
+					fprintf(f, " %p", t->wait_obj);
+			}
 			if (waiting && atomic_load_explicit(&t->timer.heap, memory_order_relaxed))
 				fprintf(f, " (deadline in %.3f ms)",
 				        ((double)t->timer.deadline - (double)weft_now()) / 1e6);
 			fprintf(f, ", age %.3f s", (double)(now - t->born) / 1e9);
-			if (on < 0 && state == WEFT__T_PARKED && t->stack)
+			struct weft__stack *stk = stack_sample(t);
+			if (on < 0 && state == WEFT__T_PARKED && stk)
 				fprintf(f, ", stack %zu/%zu KiB in use",
-				        (size_t)(((char *)t->stack->lo + t->stack->size) - (char *)t->ctx.sp) / 1024,
-				        t->stack->size / 1024);
+				        (size_t)(((char *)stk->lo + stk->size) - (char *)t->ctx.sp) / 1024,
+				        stk->size / 1024);
+			if (stk)
+				dump_high_water(f, stk);
 			fputc('\n', f);
 		}
 	}

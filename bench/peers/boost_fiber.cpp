@@ -13,6 +13,14 @@
 // Stacks: fixedsize_stack of 16 KiB (Boost's skynet examples use 8 KiB; weft's
 // minimum is 16 KiB); children of skynet and fib are launched with
 // launch::dispatch (child runs first), as in Boost's skynet examples.
+// chan: buffered_channel<int64_t>(1024) (Boost requires a power of two; its
+// ring keeps one slot free, so it holds 1,023 items), work_stealing.
+// gen: not Boost.Fiber (a generator needs no scheduler) but Boost.Context's
+// fiber, the switch Boost.Coroutine2's pull_type is built on. pull_type only
+// passes values out of the body; gen sends values both ways, so the body and
+// the caller exchange them through a slot they share, as a generator built
+// on Boost.Context does. One thread; 64 KiB stack (the switch peer's).
+#include <boost/context/fiber.hpp>
 #include <boost/fiber/all.hpp>
 
 #include <atomic>
@@ -303,6 +311,87 @@ static double bench_ring(unsigned workers)
 	return ns;
 }
 
+static double bench_chan(unsigned workers)
+{
+	constexpr int producers = 4, consumers = 4;
+	constexpr std::int64_t items = 10000000, per = items / producers;
+	double ns = 0;
+	with_workers(workers, workers > 1, [&] {
+		stack_alloc salloc(kStack);
+		fibers::buffered_channel<std::int64_t> ch(1024);
+		std::uint64_t n[consumers] = {}, sum[consumers] = {};
+		auto t0 = clk::now();
+		std::vector<fibers::fiber> cs, ps;
+		for (int c = 0; c < consumers; c++)
+			cs.emplace_back(std::allocator_arg, salloc, [&, c] {
+				std::int64_t v;
+				while (ch.pop(v) == fibers::channel_op_status::success) {
+					n[c]++;
+					sum[c] += std::uint64_t(v);
+				}
+			});
+		for (int p = 0; p < producers; p++)
+			ps.emplace_back(std::allocator_arg, salloc, [&, p] {
+				for (std::int64_t v = p * per + 1; v <= (p + 1) * per; v++)
+					if (ch.push(v) != fibers::channel_op_status::success)
+						fail("chan", "push failed at", (long long)v);
+			});
+		for (auto &f : ps)
+			f.join();
+		ch.close();
+		for (auto &f : cs)
+			f.join();
+		ns = ms_since(t0) * 1e6 / double(items);
+		std::uint64_t tn = 0, ts = 0;
+		for (int c = 0; c < consumers; c++) {
+			tn += n[c];
+			ts += sum[c];
+		}
+		if (tn != std::uint64_t(items))
+			fail("chan", "items received:", (long long)tn);
+		if (ts != std::uint64_t(items) * (items + 1) / 2)
+			fail("chan", "sum:", (long long)ts);
+	});
+	return ns;
+}
+
+// gen: yields 0..N-1; each resume sends the count received so far (0 starts
+// the body); the body adds up what it is sent. Same checks as weft's.
+static double bench_gen(unsigned)
+{
+	namespace ctx = boost::context;
+	constexpr std::uint64_t n = 10000000;
+	std::uint64_t slot_in = 0, slot_out = 0, insum = 0;
+	bool done = false;
+	ctx::fiber body(std::allocator_arg, ctx::fixedsize_stack(64 * 1024),
+	                [&](ctx::fiber &&caller) {
+		insum = slot_in;
+		for (std::uint64_t i = 0; i < n; i++) {
+			slot_out = i;
+			caller = std::move(caller).resume();
+			insum += slot_in;
+		}
+		done = true;
+		return std::move(caller);
+	});
+	std::uint64_t sum = 0, got = 0;
+	auto t0 = clk::now();
+	for (;;) {
+		slot_in = got;
+		body = std::move(body).resume();
+		if (done)
+			break;
+		sum += slot_out;
+		got++;
+	}
+	double ns = ms_since(t0) * 1e6 / double(n);
+	if (got != n || sum != n * (n - 1) / 2)
+		fail("gen", "values summed to", (long long)sum);
+	if (insum != n * (n + 1) / 2)
+		fail("gen", "body's total of what it was sent:", (long long)insum);
+	return ns;
+}
+
 int main(int argc, char **argv)
 {
 	struct def { const char *name, *unit; bool single; double (*run)(unsigned); };
@@ -314,13 +403,15 @@ int main(int argc, char **argv)
 		{ "sleep", "ms", false, [](unsigned w) { return latched(w, 100000, true); } },
 		{ "pingpong", "ns", false, bench_pingpong },
 		{ "ring", "ns", false, bench_ring },
+		{ "chan", "ns", false, bench_chan },   // ns per item
+		{ "gen", "ns", true, bench_gen },      // ns per value
 	};
 	const def *d = nullptr;
 	for (const auto &x : defs)
 		if (argc > 1 && std::strcmp(argv[1], x.name) == 0)
 			d = &x;
 	if (!d) {
-		std::fprintf(stderr, "usage: boost-fiber-bench yield|spawn|skynet|fib|sleep|pingpong|ring [--workers N]\n");
+		std::fprintf(stderr, "usage: boost-fiber-bench yield|spawn|skynet|fib|sleep|pingpong|ring|chan|gen [--workers N]\n");
 		return 2;
 	}
 	unsigned workers = d->single ? 1 : std::thread::hardware_concurrency();

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -597,4 +598,102 @@ Test(chan, plain_thread_blocked_until_close)
 	cr_assert_eq(weft_chan_recv(ch, &v), -EPIPE);
 	pthread_join(th, NULL);
 	weft_chan_destroy(ch);
+}
+
+/* ------------------------------------------------- weft_dump names waits -- */
+
+/* Does weft_dump's output contain "<name>\": parked, waiting for <what> <obj>"?
+ * Yields between tries (bounded count) so that the waiter gets to park. */
+static bool dump_shows(const char *name, const char *what, const void *obj)
+{
+	char want[160];
+	snprintf(want, sizeof want, "\"%s\": parked, waiting for %s %p", name, what, obj);
+	for (int tries = 0; tries < 1000; tries++) {
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		if (!f)
+			return false;
+		weft_dump(f);
+		fclose(f);
+		bool found = strstr(buf, want) != NULL;
+		free(buf);
+		if (found)
+			return true;
+		weft_yield();
+	}
+	return false;
+}
+
+static weft_chan *dump_ch;
+
+static void *dump_receiver(void *arg)
+{
+	(void)arg;
+	weft_set_name("receiver");
+	int v = 0;
+	CHECK(weft_chan_recv(dump_ch, &v) == 0);
+	CHECK(v == 42);
+	return NULL;
+}
+
+static void *dump_sender(void *arg)
+{
+	(void)arg;
+	weft_set_name("sender");
+	int v = 43;
+	CHECK(weft_chan_send(dump_ch, &v) == 0);
+	return NULL;
+}
+
+static void *dump_selector(void *arg)
+{
+	weft_chan *other = arg;
+	weft_set_name("selector");
+	int a = 0, b = 0;
+	struct weft_select_case cs[2] = {
+		{ .chan = dump_ch, .op = WEFT_SELECT_RECV, .elem = &a },
+		{ .chan = other, .op = WEFT_SELECT_RECV, .elem = &b },
+	};
+	CHECK(weft_select(cs, 2, WEFT_SELECT_FOREVER) == 1);
+	CHECK(cs[1].result == 0 && b == 44);
+	return NULL;
+}
+
+static void *dump_chan_main(void *arg)
+{
+	(void)arg;
+	weft_task *t = NULL;
+	int v = 42;
+	CHECK(weft_chan_create(&dump_ch, sizeof(int), 0) == 0);
+
+	CHECK(weft_spawn(&t, dump_receiver, NULL) == 0);
+	CHECK(dump_shows("receiver", "channel recv", dump_ch));
+	CHECK(weft_chan_send(dump_ch, &v) == 0);
+	CHECK(weft_join(t, NULL) == 0);
+
+	CHECK(weft_spawn(&t, dump_sender, NULL) == 0);
+	CHECK(dump_shows("sender", "channel send", dump_ch));
+	CHECK(weft_chan_recv(dump_ch, &v) == 0 && v == 43);
+	CHECK(weft_join(t, NULL) == 0);
+
+	/* a select is named by its lowest-addressed channel */
+	weft_chan *other;
+	CHECK(weft_chan_create(&other, sizeof(int), 0) == 0);
+	CHECK(weft_spawn(&t, dump_selector, other) == 0);
+	CHECK(dump_shows("selector", "channel select",
+	                 (uintptr_t)dump_ch < (uintptr_t)other ? dump_ch : other));
+	v = 44;
+	CHECK(weft_chan_send(other, &v) == 0);
+	CHECK(weft_join(t, NULL) == 0);
+	weft_chan_destroy(other);
+	weft_chan_destroy(dump_ch);
+	return NULL;
+}
+
+/* One worker: the dump reads each waiter's description on the thread that
+ * wrote it (the fields are plain, for diagnostics only). */
+Test(chan, dump_names_channel_waits)
+{
+	run(1, dump_chan_main, NULL);
 }

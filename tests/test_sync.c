@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -779,4 +780,155 @@ Test(sync, cancellation_storm_10000, .timeout = 300)
 {
 	memset(&S, 0, sizeof(S));
 	run(4, storm_main, NULL);
+}
+
+/* ------------------------------------------------- weft_dump names waits -- */
+
+/* weft_dump's output contains "<name>\": parked, waiting for <what> <obj>".
+ * Yields between tries (bounded count) so the waiter gets to park, with one
+ * worker, at its first chance. */
+static bool dump_shows(const char *name, const char *what, const void *obj)
+{
+	char want[160];
+	snprintf(want, sizeof want, "\"%s\": parked, waiting for %s %p", name, what, obj);
+	for (int tries = 0; tries < 1000; tries++) {
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		if (!f)
+			return false;
+		weft_dump(f);
+		fclose(f);
+		bool found = strstr(buf, want) != NULL;
+		free(buf);
+		if (found)
+			return true;
+		weft_yield();
+	}
+	return false;
+}
+
+static weft_mutex dump_mtx = WEFT_MUTEX_INIT;
+static weft_rwlock dump_rw;
+static weft_cond dump_cond;
+static weft_sem dump_sem;
+static weft_wg dump_wg;
+static weft_barrier dump_bar;
+static bool dump_cond_go;
+
+static void *dump_mutex_waiter(void *arg)
+{
+	(void)arg;
+	weft_set_name("mtx-waiter");
+	CHECK(weft_mutex_lock(&dump_mtx) == 0);
+	CHECK(weft_mutex_unlock(&dump_mtx) == 0);
+	return NULL;
+}
+
+static void *dump_rw_waiter(void *arg)
+{
+	(void)arg;
+	weft_set_name("rw-waiter");
+	CHECK(weft_rwlock_wrlock(&dump_rw) == 0);
+	CHECK(weft_rwlock_unlock(&dump_rw) == 0);
+	return NULL;
+}
+
+static void *dump_cond_waiter(void *arg)
+{
+	(void)arg;
+	weft_set_name("cond-waiter");
+	CHECK(weft_mutex_lock(&dump_mtx) == 0);
+	while (!dump_cond_go)
+		CHECK(weft_cond_wait(&dump_cond, &dump_mtx) == 0);
+	CHECK(weft_mutex_unlock(&dump_mtx) == 0);
+	return NULL;
+}
+
+static void *dump_sem_waiter(void *arg)
+{
+	(void)arg;
+	weft_set_name("sem-waiter");
+	CHECK(weft_sem_wait(&dump_sem) == 0);
+	return NULL;
+}
+
+static void *dump_wg_waiter(void *arg)
+{
+	(void)arg;
+	weft_set_name("wg-waiter");
+	CHECK(weft_wg_wait(&dump_wg) == 0);
+	return NULL;
+}
+
+static void *dump_bar_waiter(void *arg)
+{
+	(void)arg;
+	weft_set_name("bar-waiter");
+	int r = weft_barrier_wait(&dump_bar);
+	CHECK(r == 0 || r == WEFT_BARRIER_SERIAL);
+	return NULL;
+}
+
+static weft_task *spawn_checked(weft_fn fn)
+{
+	weft_task *t = NULL;
+	CHECK(weft_spawn(&t, fn, NULL) == 0);
+	return t;
+}
+
+static void *dump_waits_main(void *arg)
+{
+	(void)arg;
+	weft_task *t;
+
+	CHECK(weft_mutex_lock(&dump_mtx) == 0);
+	t = spawn_checked(dump_mutex_waiter);
+	CHECK(dump_shows("mtx-waiter", "mutex", &dump_mtx));
+	CHECK(weft_mutex_unlock(&dump_mtx) == 0);
+	CHECK(weft_join(t, NULL) == 0);
+
+	weft_rwlock_init(&dump_rw);
+	CHECK(weft_rwlock_rdlock(&dump_rw) == 0);
+	t = spawn_checked(dump_rw_waiter);
+	CHECK(dump_shows("rw-waiter", "rwlock write", &dump_rw));
+	CHECK(weft_rwlock_unlock(&dump_rw) == 0);
+	CHECK(weft_join(t, NULL) == 0);
+
+	weft_cond_init(&dump_cond);
+	t = spawn_checked(dump_cond_waiter);
+	CHECK(dump_shows("cond-waiter", "condition variable", &dump_cond));
+	CHECK(weft_mutex_lock(&dump_mtx) == 0);
+	dump_cond_go = true;
+	weft_cond_signal(&dump_cond);
+	CHECK(weft_mutex_unlock(&dump_mtx) == 0);
+	CHECK(weft_join(t, NULL) == 0);
+
+	weft_sem_init(&dump_sem, 0);
+	t = spawn_checked(dump_sem_waiter);
+	CHECK(dump_shows("sem-waiter", "semaphore", &dump_sem));
+	CHECK(weft_sem_post(&dump_sem) == 0);
+	CHECK(weft_join(t, NULL) == 0);
+
+	weft_wg_init(&dump_wg);
+	CHECK(weft_wg_add(&dump_wg, 1) == 0);
+	t = spawn_checked(dump_wg_waiter);
+	CHECK(dump_shows("wg-waiter", "wait group", &dump_wg));
+	CHECK(weft_wg_done(&dump_wg) == 0);
+	CHECK(weft_join(t, NULL) == 0);
+
+	CHECK(weft_barrier_init(&dump_bar, 2) == 0);
+	t = spawn_checked(dump_bar_waiter);
+	CHECK(dump_shows("bar-waiter", "barrier", &dump_bar));
+	int r = weft_barrier_wait(&dump_bar);
+	CHECK(r == 0 || r == WEFT_BARRIER_SERIAL);
+	CHECK(weft_join(t, NULL) == 0);
+	return NULL;
+}
+
+/* One worker: the dump reads each waiter's description on the thread that
+ * wrote it (the fields are plain, for diagnostics only). */
+Test(sync, dump_names_what_a_coroutine_waits_for)
+{
+	run(1, dump_waits_main, NULL);
 }

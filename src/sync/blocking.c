@@ -287,6 +287,7 @@ WEFT_API int weft_blocking(void *(*fn)(void *), void *arg, void **ret)
 	pool_ready();
 
 	struct req rq = { .fn = fn, .arg = arg, .state = REQ_QUEUED };
+	weft__wait_describe("blocking call on a helper thread", NULL);
 	pthread_mutex_lock(&pool.lock);
 	int err = weft__wait_begin(&rq.w, 0, WEFT__WAIT_CANCELLABLE);
 	if (err) {

@@ -156,6 +156,7 @@ static int chan_send(struct weft_chan *ch, const void *elem, uint64_t deadline, 
 		return -EAGAIN;
 	}
 	/* 0: a receiver took the value; -EPIPE: closed while we waited */
+	weft__wait_describe("channel send", ch);
 	return weft__q_wait(&ch->lock, &ch->sendq, deadline, (void *)elem, 0);
 }
 
@@ -171,6 +172,7 @@ static int chan_recv(struct weft_chan *ch, void *elem, uint64_t deadline, bool b
 		weft__spin_unlock(&ch->lock);
 		return -EAGAIN;
 	}
+	weft__wait_describe("channel recv", ch);
 	return weft__q_wait(&ch->lock, &ch->recvq, deadline, elem, 0);
 }
 
@@ -324,6 +326,8 @@ WEFT_API int weft_select(struct weft_select_case *cases, size_t n, int64_t timeo
 	}
 
 	struct weft__parker p;
+	/* weft_dump names the select by its first channel in lock order */
+	weft__wait_describe("channel select", ls.n ? ls.ch[0] : NULL);
 	ret = weft__sp_begin(&p, timeout_ns > 0 ? weft__deadline_after((uint64_t)timeout_ns) : 0);
 	if (ret) {
 		lockset_unlock(&ls);

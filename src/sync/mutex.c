@@ -51,6 +51,7 @@ static int mutex_lock(weft_mutex *pub, uint64_t deadline)
 		return 0;
 	}
 	/* 0: the previous owner handed the mutex to us */
+	weft__wait_describe("mutex", pub);
 	return weft__q_wait(&m->lock, &m->q, deadline, NULL, 0);
 }
 
@@ -146,6 +147,7 @@ static int rw_lock(weft_rwlock *pub, bool write, uint64_t deadline)
 		return 0;
 	}
 	struct weft__parker p;
+	weft__wait_describe(write ? "rwlock write" : "rwlock read", pub);
 	int err = weft__sp_begin(&p, deadline);
 	if (err) {
 		weft__spin_unlock(&l->lock);
@@ -213,6 +215,7 @@ static int cond_wait(weft_cond *pub, weft_mutex *m, uint64_t deadline)
 	struct cond *c = (struct cond *)pub;
 	struct weft__parker p;
 	weft__spin_lock(&c->lock);
+	weft__wait_describe("condition variable", pub);
 	int r = weft__sp_begin(&p, deadline);
 	if (r) {
 		weft__spin_unlock(&c->lock);

@@ -48,6 +48,7 @@ static int sem_wait(weft_sem *pub, uint64_t deadline, bool block)
 		weft__spin_unlock(&s->lock);
 		return -EAGAIN;
 	}
+	weft__wait_describe("semaphore", pub);
 	return weft__q_wait(&s->lock, &s->q, deadline, NULL, 0);
 }
 
@@ -128,6 +129,7 @@ static int wg_wait(weft_wg *pub, uint64_t deadline)
 		weft__spin_unlock(&g->lock);
 		return 0;
 	}
+	weft__wait_describe("wait group", pub);
 	return weft__q_wait(&g->lock, &g->q, deadline, NULL, 0);
 }
 
@@ -161,8 +163,10 @@ static int once_do(weft_once_flag *pub, void (*fn)(void *), void *arg, uint64_t 
 		weft__spin_unlock(&o->lock);
 		return 0;
 	}
-	if (s == 1)
+	if (s == 1) {
+		weft__wait_describe("once (another caller runs it)", pub);
 		return weft__q_wait(&o->lock, &o->q, deadline, NULL, 0);
+	}
 	atomic_store_explicit(&o->state, 1, memory_order_relaxed);
 	weft__spin_unlock(&o->lock);
 	fn(arg);
@@ -214,6 +218,7 @@ static int barrier_wait(weft_barrier *pub, uint64_t deadline)
 		return WEFT_BARRIER_SERIAL;
 	}
 	struct weft__parker p;
+	weft__wait_describe("barrier", pub);
 	int err = weft__sp_begin(&p, deadline);
 	if (err) {
 		weft__spin_unlock(&b->lock);

@@ -141,7 +141,9 @@ static void *pipe_io(void *arg)
 	CHECK(st.total.io_sqes >= 2 * PIPE_ROUNDS);
 	CHECK(st.total.io_cqes >= 2 * PIPE_ROUNDS);
 	CHECK(st.total.io_enters >= 1);
-	CHECK(st.total.io_completions >= 2 * PIPE_ROUNDS);
+	/* (Not io_completions: the scheduler adds a reap's callbacks after they
+	 * ran, so the woken reader, on the other worker, may look first. The
+	 * ring counts each CQE before running its callback.) */
 	uint64_t sq = 0, cq = 0, en = 0, full = 0, ovf = 0;
 	for (unsigned i = 0; i < st.workers; i++) {
 		sq += per[i].io_sqes;

@@ -163,7 +163,12 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 			        t->name, st_buf);
 			if (waiting && on < 0) {
 				fprintf(f, ", waiting for %s", t->wait_what ? t->wait_what : "an event");
-				if (t->wait_obj)
+				if (t->wait_obj && t->wait_what &&
+				    !strcmp(t->wait_what, "join of coroutine"))
+					/* a task record: slabs live as long as rt */
+					fprintf(f, " %llu", (unsigned long long)
+					        ((const struct weft_task *)t->wait_obj)->id);
+				else if (t->wait_obj)
 					fprintf(f, " %p", t->wait_obj);
 			}
 			if (waiting && atomic_load_explicit(&t->timer.heap, memory_order_relaxed))
@@ -173,7 +178,7 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 			struct weft__stack *stk = stack_sample(t);
 			if (on < 0 && state == WEFT__T_PARKED && stk)
 				fprintf(f, ", stack %zu/%zu KiB in use",
-				        (size_t)(((char *)stk->lo + stk->size) - (char *)t->ctx.sp) / 1024,
+				        ((size_t)(((char *)stk->lo + stk->size) - (char *)t->ctx.sp) + 1023) / 1024,
 				        stk->size / 1024);
 			if (stk)
 				dump_high_water(f, stk);

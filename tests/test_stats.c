@@ -338,3 +338,44 @@ Test(stats, dump_high_water_of_offsize_stack)
 	cr_assert_geq(d, (long)(DEEP_BYTES / 1024), "high-water %ld KiB", d);
 	cr_assert_lt(d, 512, "high-water %ld KiB: the whole stack?", d);
 }
+
+/* weft_dump while other workers run and park coroutines: every line has a
+ * mark, and (under TSan/ASan) the sampling reads stay clean. */
+static _Atomic int spin_stop;
+
+static void *spinner(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 1000000 && !atomic_load(&spin_stop); i++) {
+		if (i % 64 == 0)
+			weft_sleep(1000);              /* parks now and then */
+		else
+			weft_yield();
+	}
+	return NULL;
+}
+
+static void *dump_busy_main(void *arg)
+{
+	(void)arg;
+	weft_task *t[3];
+	for (int i = 0; i < 3; i++)
+		CHECK(weft_spawn_opts(&t[i], spinner, NULL,
+		                      &(struct weft_spawn_opts){ .name = "spinner" }) == 0);
+	char line[512];
+	for (int i = 0; i < 50; i++) {
+		CHECK(dump_line("spinner", line, sizeof line));
+		CHECK(high_water_kib(line) > 0);
+		weft_yield();
+	}
+	atomic_store(&spin_stop, 1);
+	for (int i = 0; i < 3; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	return NULL;
+}
+
+Test(stats, dump_while_coroutines_run)
+{
+	atomic_store(&spin_stop, 0);
+	run_with(4, 0, dump_busy_main, NULL);
+}

@@ -4,7 +4,8 @@
  * _timeout variants, with a random timeout) or weft_read on a regular file,
  * while sender coroutines feed 16-byte records into the same sockets and
  * pipes at random moments and canceller coroutines weft_cancel each victim
- * after a random (seeded) delay — so cancels race with data arriving, with
+ * after a random (seeded) delay (none, 1-65 yields, or a sleep of up to
+ * 300 us) — so cancels race with data arriving, with
  * timeouts firing and with ops that already completed. Up to --count
  * cancels (default 1,000,000) within --seconds. Every 32 rounds a fresh
  * runtime, with 256, 2 or 16 SQ entries per ring by turns. Checked:
@@ -72,6 +73,7 @@ struct victim {
 };
 
 struct sender { struct pair *p; uint64_t rng; };
+/* delay: 1 = at once, < 256 = that many yields, else ns to sleep */
 struct canceller { weft_task *t; uint64_t delay; };
 
 static struct pair pairs[NP];
@@ -149,11 +151,14 @@ static void *sender(void *arg)
 	unsigned pi = (unsigned)(p - pairs);
 	unsigned n = (unsigned)(stress_rand(&s->rng) % (MAXSEND + 1));
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t d = stress_rand(&s->rng) % 120000;
-		if (d < 20000)
-			weft_yield();
+		/* yields mostly: sleeps are as coarse as the timer wheel, yields
+		 * spread the writes finely among the victims' submits and cancels */
+		uint64_t d = stress_rand(&s->rng);
+		if (d & 3)
+			for (unsigned y = (unsigned)(d >> 8) % 24; y; y--)
+				weft_yield();
 		else
-			weft_sleep(d);
+			weft_sleep((d >> 8) % 60000);
 		struct rec r = make_rec(pi, i);
 		ssize_t w = p->pipe ? weft_write(p->wfd, &r, sizeof r, -1)
 				    : weft_send(p->wfd, &r, sizeof r, 0);
@@ -167,11 +172,12 @@ static void *sender(void *arg)
 static void *cancel_later(void *arg)
 {
 	struct canceller *c = arg;
-	if (c->delay == 0)
-		weft_yield();
-	else if (c->delay > 1)
-		weft_sleep(c->delay);
 	/* delay 1: at once, maybe before the victim even submitted */
+	if (c->delay < 256)
+		for (uint64_t y = c->delay; y > 1; y--)
+			weft_yield();
+	else
+		weft_sleep(c->delay);
 	weft_cancel(c->t);
 	return NULL;
 }
@@ -232,7 +238,9 @@ static void *round_main(void *arg)
 		memset(v->buf, CANARY ^ i, sizeof v->buf);
 		STRESS_CHECK(weft_spawn(&v->t, victim, v) == 0, "spawn victim");
 		uint64_t y = stress_rand(rng);
-		can[i] = (struct canceller){ v->t, (y & 7) < 2 ? (y & 7) : (y >> 8) % 200000 };
+		uint64_t d = (y & 7) == 0 ? 1 : (y & 7) < 5 ? 2 + (y >> 8) % 64
+			   : 256 + (y >> 8) % 300000;
+		can[i] = (struct canceller){ v->t, d };
 		STRESS_CHECK(weft_spawn(&ct[i], cancel_later, &can[i]) == 0, "spawn canceller");
 	}
 	for (unsigned i = 0; i < NP; i++) {

@@ -165,6 +165,60 @@ Test(gen, close_never_started_does_not_run)
 	cr_assert_eq(weft_gen_close(NULL), 0);
 }
 
+/* ------------------------------------------------------------ hand-over -- */
+
+/* Each side writes its value straight into the other's variable (gen.c):
+ * only the pending call's variables may be written, NULL means "none". */
+struct handover { void *in_after_close; int close_result; };
+
+static void *handover_body(weft_gen *g, void *arg, void *in)
+{
+	struct handover *h = arg;
+	void *got = (void *)(uintptr_t)0xbad;
+	if (in != (void *)(uintptr_t)10)                 /* the first resume's in */
+		return (void *)(uintptr_t)1;
+	if (weft_gen_yield(g, (void *)(uintptr_t)11, &got) != 0 || got != (void *)(uintptr_t)20)
+		return (void *)(uintptr_t)2;
+	if (weft_gen_yield(g, (void *)(uintptr_t)21, NULL) != 0)    /* ignores what is sent */
+		return (void *)(uintptr_t)3;
+	if (weft_gen_yield(g, (void *)(uintptr_t)31, &got) != 0 || got != (void *)(uintptr_t)40)
+		return (void *)(uintptr_t)4;
+	got = (void *)(uintptr_t)0x5e1;
+	h->close_result = weft_gen_yield(g, (void *)(uintptr_t)41, &got);
+	h->in_after_close = got;                         /* close writes no in */
+	return (void *)(uintptr_t)0xd0e;
+}
+
+Test(gen, values_go_only_to_the_pending_call)
+{
+	struct handover h = { NULL, 0 };
+	weft_gen *g;
+	cr_assert_eq(weft_gen_create(&g, handover_body, &h, 0), 0);
+	void *a = (void *)(uintptr_t)0xa, *b = (void *)(uintptr_t)0xb;
+	cr_assert_eq(weft_gen_resume(g, (void *)(uintptr_t)10, &a), WEFT_GEN_YIELDED);
+	cr_assert_eq(a, (void *)(uintptr_t)11);
+	cr_assert_eq(weft_gen_resume(g, (void *)(uintptr_t)20, &b), WEFT_GEN_YIELDED);
+	cr_assert_eq(b, (void *)(uintptr_t)21);
+	cr_assert_eq(a, (void *)(uintptr_t)11, "an earlier resume's out was written again");
+	cr_assert_eq(weft_gen_resume(g, (void *)(uintptr_t)30, NULL), WEFT_GEN_YIELDED);
+	cr_assert_eq(b, (void *)(uintptr_t)21, "a resume with out NULL wrote an earlier out");
+	cr_assert_eq(weft_gen_resume(g, (void *)(uintptr_t)40, &a), WEFT_GEN_YIELDED);
+	cr_assert_eq(a, (void *)(uintptr_t)41);
+	cr_assert_eq(weft_gen_close(g), 0);
+	cr_assert_eq(h.close_result, -ECANCELED);
+	cr_assert_eq(h.in_after_close, (void *)(uintptr_t)0x5e1);
+	cr_assert_eq(a, (void *)(uintptr_t)41, "close wrote the body's return value somewhere");
+
+	/* the body's return value goes to the resume that ends it */
+	struct handover h2 = { NULL, 0 };
+	cr_assert_eq(weft_gen_create(&g, handover_body, &h2, 0), 0);
+	cr_assert_eq(weft_gen_resume(g, (void *)(uintptr_t)99, &a), WEFT_GEN_DONE);
+	cr_assert_eq(a, (void *)(uintptr_t)1);
+	cr_assert_eq(weft_gen_resume(g, NULL, &b), -EPIPE);
+	cr_assert_eq(b, (void *)(uintptr_t)21, "a failed resume wrote its out");
+	cr_assert_eq(weft_gen_close(g), 0);
+}
+
 /* ---------------------------------------------------------------- misuse -- */
 
 static void *self_resume_body(weft_gen *g, void *arg, void *in)

@@ -68,6 +68,13 @@ struct weft_config {
  * Not callable from inside a coroutine. Returns 0, -EINVAL (bad config),
  * -ENOMEM, or -EPERM/-ENOSYS when io_uring is unavailable (a message naming the
  * cause is printed to stderr). Thread-safe.
+ * Errors: -EINVAL (rt NULL; workers > 4096; unknown flags; ring_entries >
+ * 32768; stack_size below WEFT_STACK_MIN or above 4 GiB, a size that is
+ * not a page multiple is rounded up, not an error), -EPERM (called from a
+ * coroutine, or io_uring blocked), -ENOSYS (no io_uring), -EMFILE/-ENFILE
+ * (no fd left for a worker's ring or eventfd), -EAGAIN (a worker thread
+ * could not start), -ENOMEM. On any error *rt is NULL, every fd and thread
+ * already made is released, and a line naming the cause goes to stderr.
  */
 WEFT_API int weft_rt_create(weft_rt **rt, const struct weft_config *cfg);
 
@@ -76,12 +83,15 @@ WEFT_API int weft_rt_create(weft_rt **rt, const struct weft_config *cfg);
  * returns; its result goes to *ret (ret may be NULL). Other coroutines it
  * spawned keep running. Must not be called from a coroutine (-EPERM); may be
  * called again after it returns.
+ * Errors: -EINVAL (rt or fn NULL), -EPERM (from a coroutine), -ENOMEM/-EAGAIN
+ * (as weft_spawn).
  */
 WEFT_API int weft_rt_run(weft_rt *rt, weft_fn fn, void *arg, void **ret);
 
 /**
  * Spawn a coroutine into rt from any thread, worker or not. Returns 0 or
  * -errno; *t as for weft_spawn (NULL: detached). Thread-safe.
+ * Errors: -EINVAL (rt or fn NULL), -ENOMEM, -EAGAIN.
  */
 WEFT_API int weft_rt_spawn(weft_rt *rt, weft_task **t, weft_fn fn, void *arg);
 
@@ -89,6 +99,8 @@ WEFT_API int weft_rt_spawn(weft_rt *rt, weft_task **t, weft_fn fn, void *arg);
  * Cancel every coroutine still alive, wait for them to finish, stop and join
  * the workers and free everything. Not callable from a coroutine of rt
  * (-EPERM). Joinable handles not yet joined become invalid.
+ * Errors: -EPERM (from a coroutine of rt). Destroying rt twice, or any call on
+ * rt after it, is undefined (not detectable: rt is freed).
  */
 WEFT_API int weft_rt_destroy(weft_rt *rt);
 
@@ -115,6 +127,10 @@ struct weft_spawn_opts {
  * child runs at once and the caller resumes when a worker picks it up again,
  * possibly on another worker. Makes no syscall and no malloc once the pools
  * are warm. Returns 0, -ENOMEM or -EAGAIN.
+ * Errors: -EINVAL (fn NULL; opts->flags not 0; opts->stack_size non-zero and
+ * below WEFT_STACK_MIN or above 4 GiB; other sizes are rounded up to
+ * pages), -EPERM (outside a coroutine), -ENOMEM/-EAGAIN (no memory or address
+ * space for the record or the stack).
  */
 WEFT_API int weft_spawn(weft_task **t, weft_fn fn, void *arg);
 WEFT_API int weft_spawn_opts(weft_task **t, weft_fn fn, void *arg,
@@ -125,13 +141,18 @@ WEFT_API int weft_spawn_opts(weft_task **t, weft_fn fn, void *arg,
  * Blocks (parks). Returns 0, -EDEADLK (t is the caller), -EINVAL (t NULL),
  * -ECANCELED (the caller was cancelled; t stays joinable), -EPERM outside a
  * coroutine.
+ * Errors: also -EINVAL when another coroutine is already joining t. A
+ * detached coroutine has no handle to join (weft_join(NULL): -EINVAL). Joining
+ * a handle again after a join returned 0 is undefined and not detectable
+ * (the record may already belong to a new coroutine).
  */
 WEFT_API int weft_join(weft_task *t, void **ret);
 
 /**
  * Ask t to stop: its current or next blocking call returns -ECANCELED (and so
  * does every blocking call after it). Cancelling a finished coroutine is a
- * no-op. Callable from any thread while t is not yet joined. Returns 0.
+ * no-op. Callable from any thread while t is not yet joined. Returns 0, or
+ * -EINVAL when t is NULL.
  */
 WEFT_API int weft_cancel(weft_task *t);
 

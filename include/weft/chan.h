@@ -23,6 +23,9 @@ typedef struct weft_chan weft_chan;
  * Create a channel of elements of elem_size bytes (1..65536) with room for
  * capacity elements (0: unbuffered). Does not block; any thread.
  * Returns 0, -EINVAL or -ENOMEM.
+ * Errors: -EINVAL (ch NULL, elem_size 0 or above 65536, or elem_size x
+ * capacity overflowing size_t), -ENOMEM. A channel used after
+ * weft_chan_destroy is undefined (not detectable).
  */
 WEFT_API int weft_chan_create(weft_chan **ch, size_t elem_size, size_t capacity);
 

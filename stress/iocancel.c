@@ -5,7 +5,7 @@
  * while sender coroutines feed 16-byte records into the same sockets and
  * pipes at random moments and canceller coroutines weft_cancel each victim
  * after a random (seeded) delay (none, 1-65 yields, or a sleep of up to
- * 300 us) — so cancels race with data arriving, with
+ * 300 us), so cancels race with data arriving, with
  * timeouts firing and with ops that already completed. Up to --count
  * cancels (default 1,000,000) within --seconds. Every 32 rounds a fresh
  * runtime, with 256, 2 or 16 SQ entries per ring by turns. Checked:
@@ -55,7 +55,6 @@ struct pair {
 	bool pipe;
 	int rfd, wfd;
 	unsigned sent;          /* records the sender wrote                  */
-	unsigned got;           /* records victims received                  */
 	unsigned dropped;       /* victims of this pair cancelled/timed out  */
 	uint64_t seen;          /* bit per sequence number received          */
 };

@@ -170,6 +170,8 @@ static void *round_main(void *arg)
 	return NULL;
 }
 
+/* The watchdog's context on a hang. It reads the channels while coroutines
+ * may still write them: a racy snapshot, printed on the way to failing. */
 static void note(void)
 {
 	if (atomic_load_explicit(&flood_rt_set, memory_order_relaxed))

@@ -23,6 +23,9 @@
  *     fewer: one lost — which would also hang a coroutine, and the watchdog
  *     reports it with a dump of the runtime);
  *   - no fd leaks (count before and after each round).
+ * The PASS line reports the rings' SQ-full and CQ-overflow counters
+ * (weft_rt_stats), to show the pressure was real; they are not checked,
+ * since how often a CQ overflows depends on timing.
  */
 #include "common.h"
 #include "weft.h"
@@ -183,11 +186,16 @@ static void note(void)
 		short_r, nchan);
 }
 
-static uint64_t completions(weft_rt *rt)
+static struct weft_worker_stats rt_stats(weft_rt *rt)
 {
 	struct weft_stats s;
 	STRESS_CHECK(weft_rt_stats(rt, &s, NULL, 0) == 0, "weft_rt_stats");
-	return s.total.io_completions;
+	return s.total;
+}
+
+static uint64_t completions(weft_rt *rt)
+{
+	return rt_stats(rt).io_completions;
 }
 
 int main(int argc, char **argv)
@@ -209,6 +217,9 @@ int main(int argc, char **argv)
 	static const unsigned sizes[] = { 1, 2, 4, 16 };
 	uint64_t rng = stress_seed_for(0);
 	unsigned long ops = 0, tops = 0;
+	/* how hard the rings were pushed (reported, not checked: it depends
+	 * on timing) */
+	uint64_t sq_full = 0, cq_overflow = 0;
 	uint64_t bytes = 0;
 	unsigned rounds_at[4] = { 0 };
 	int fds0 = stress_count_fds();
@@ -264,6 +275,9 @@ int main(int argc, char **argv)
 		STRESS_CHECK(c == cqes, "round %u (ring_entries %u): %llu completions, %lu expected "
 			     "(5 s after the joins)", round_no, entries, (unsigned long long)c, cqes);
 		ops += cqes;
+		struct weft_worker_stats ws = rt_stats(rt);
+		sq_full += ws.io_sq_full;
+		cq_overflow += ws.io_cq_overflow;
 		atomic_store_explicit(&flood_rt_set, 0, memory_order_relaxed);
 		STRESS_CHECK(weft_rt_destroy(rt) == 0, "weft_rt_destroy");
 		for (unsigned i = 0; i < nchan; i++) {
@@ -276,7 +290,9 @@ int main(int argc, char **argv)
 	} while (!stress_expired() && round_no < 100000);
 	free(chans);
 	stress_pass("workers=%u channels=%u rounds=%u (ring_entries 1/2/4/16: %u/%u/%u/%u) "
-		    "CQEs=%lu (%lu timed ops) bytes=%llu", workers, nchan, round_no, rounds_at[0],
-		    rounds_at[1], rounds_at[2], rounds_at[3], ops, tops, (unsigned long long)bytes);
+		    "CQEs=%lu (%lu timed ops) bytes=%llu SQ-full=%llu CQ-overflow reaps=%llu",
+		    workers, nchan, round_no, rounds_at[0], rounds_at[1], rounds_at[2],
+		    rounds_at[3], ops, tops, (unsigned long long)bytes,
+		    (unsigned long long)sq_full, (unsigned long long)cq_overflow);
 	return 0;
 }

@@ -205,6 +205,14 @@ void weft__ctx_release(struct weft__ctx *c)
 }
 
 #if defined(WEFT_CTX_TOOLS)
+/* used, externally_visible: src/sync/gen.c jumps here from inline asm,
+ * which LTO does not see; without them an -flto build (stress_errno_lto)
+ * localises or drops this definition and the jump is left undefined. */
+#if defined(__clang__)
+__attribute__((used))
+#else
+__attribute__((used, externally_visible))
+#endif
 void *weft__ctx_switch(struct weft__ctx *from, struct weft__ctx *to, void *data)
 {
 #if defined(WEFT_ASAN)

@@ -32,6 +32,9 @@ struct weft_task {
 	struct weft__ctx ctx;             /* saved registers while not running   */
 	struct weft__stack *stack;
 	_Atomic uint32_t state;           /* WEFT__T_*                           */
+	/* free lists, injection queue; in the first cache line with ctx, stack
+	 * and state: the lines a yield touches */
+	struct weft_task *next;
 	/* The claim word: (seq << 1) | 1 while wait number seq is open,
 	 * (seq << 1) once claimed or closed. See weft__wait_claim. */
 	_Atomic uint64_t wait;
@@ -58,7 +61,6 @@ struct weft_task {
 
 	_Atomic uint32_t refs;            /* 1 while it runs + 1 for a handle    */
 	_Atomic uint32_t alive;           /* spawned and not yet returned        */
-	struct weft_task *next;           /* free lists, injection queue         */
 	size_t stack_size;                /* 0: the runtime's default            */
 	uint64_t id;
 	char name[32];
@@ -77,6 +79,7 @@ enum weft__action {
 
 #define WEFT__LIFO_MAX 3            /* LIFO-slot hand-offs in a row, then FIFO */
 #define WEFT__INJECT_EVERY 61       /* ticks between fairness checks           */
+#define WEFT__DRAIN_BATCH 32        /* overflow drained per inject-lock hold   */
 #define WEFT__TASK_CACHE 128        /* free task records kept per worker       */
 
 /* Worker counters: written by the owner with a relaxed load and store (no
@@ -100,11 +103,24 @@ struct weft__worker {
 	uint32_t rng;
 	int action;
 	struct weft_task *action_task;
+	struct weft_task *prev;           /* left with `action`, see after_switch */
+	/* Scratch for the scheduler paths that run on coroutine stacks
+	 * (after_switch and what it calls): kept off the stack because under
+	 * ASan an addressable local there makes the coroutine allocate a fake
+	 * stack (an mmap and munmap per coroutine: a million spawns went from
+	 * 20 s to many minutes). Owner only; none of these paths re-enters. */
+	struct weft_task *overflow[WEFT__RUNQ_CAP / 2 + 1];
+	struct weft__waiter joiner;
 	void (*unlock)(void *);
 	void *unlock_arg;
 	bool searching;                   /* counted in rt->nsearching            */
 	bool batch_wake;                  /* waking a batch: FIFO, not LIFO slot  */
 	bool drain_inject;                /* our overflow is in the inject queue  */
+	/* Tasks taken from the head of the injection queue in one lock hold
+	 * while draining our overflow, run in order before the run queue.
+	 * Owner-only; not stealable, like the LIFO slot (at most DRAIN_BATCH). */
+	unsigned drain_i, drain_n;
+	struct weft_task *drain[WEFT__DRAIN_BATCH];
 	struct weft_task *free_tasks;     /* task record cache                    */
 	unsigned nfree_tasks;
 	uint64_t next_id, last_id;        /* block of task ids                    */

@@ -15,26 +15,32 @@ void weft__spawnq_init(struct weft__spawnq *q)
 		atomic_init(&q->slot[i], NULL);
 }
 
-bool weft__spawnq_push(struct weft__spawnq *q, struct weft_task *t, bool *was_empty)
+int weft__spawnq_push(struct weft__spawnq *q, struct weft_task *t)
 {
 	int64_t b = atomic_load_explicit(&q->bottom, memory_order_relaxed);  /* ours */
 	/* acquire: pairs with thieves' CAS on top, so a slot they emptied is
 	 * free before we overwrite it. */
 	int64_t tp = atomic_load_explicit(&q->top, memory_order_acquire);
 	if (b - tp >= WEFT__SPAWNQ_CAP)
-		return false;
-	*was_empty = b == tp;
+		return -1;
 	atomic_store_explicit(&q->slot[b & MASK], t, memory_order_relaxed);
 	/* release: publishes the slot and everything the owner wrote to the
 	 * task before (its saved context) to a thief's acquire load of bottom.
 	 * Lê et al. use a release fence and a relaxed store; a release store is
 	 * the same instruction on x86 and lets ThreadSanitizer see the edge. */
 	atomic_store_explicit(&q->bottom, b + 1, memory_order_release);
-	return true;
+	return b > tp ? (int)(b - tp) : 0;   /* tp may run ahead in a race: 0 */
 }
 
 struct weft_task *weft__spawnq_take(struct weft__spawnq *q)
 {
+	/* Fast path for an empty deque, without the fence below (it cost ~10%
+	 * of a yield): only we add items, thieves only remove them, so top
+	 * already at or past bottom stays there until our next push. relaxed:
+	 * a stale (smaller) top can only send us down the full path. */
+	if (atomic_load_explicit(&q->top, memory_order_relaxed) >=
+	    atomic_load_explicit(&q->bottom, memory_order_relaxed))
+		return NULL;
 	int64_t b = atomic_load_explicit(&q->bottom, memory_order_relaxed) - 1;
 	atomic_store_explicit(&q->bottom, b, memory_order_relaxed);
 	/* seq_cst fence: the store of bottom above must be visible before we

@@ -40,9 +40,11 @@ struct weft__spawnq {
 
 void weft__spawnq_init(struct weft__spawnq *q);
 
-/* Owner only. Push t at the bottom; false when full (the caller queues it
- * elsewhere). *was_empty says whether the deque held nothing before. */
-bool weft__spawnq_push(struct weft__spawnq *q, struct weft_task *t, bool *was_empty);
+/* Owner only. Push t at the bottom. Returns how many items the deque held
+ * before (0: it was empty), or -1 when full (the caller queues t elsewhere).
+ * A count, not an out-parameter: the caller runs on a coroutine's stack, and
+ * an addressable local there costs an ASan fake stack per coroutine. */
+int weft__spawnq_push(struct weft__spawnq *q, struct weft_task *t);
 
 /* Owner only. Take the most recent item, or NULL. */
 struct weft_task *weft__spawnq_take(struct weft__spawnq *q);

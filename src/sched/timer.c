@@ -1,6 +1,7 @@
 /* Timer heap; see timer.h. Plain binary heap over an array of node pointers,
  * each node knowing its index so that removal is O(log n). */
 #include "sched/timer.h"
+#include "debug_hooks.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -10,7 +11,7 @@ int weft__timer_heap_init(struct weft__timer_heap *h)
 	h->lock = (weft__lock)WEFT__LOCK_INIT;
 	h->n = 0;
 	h->cap = 64;
-	h->v = malloc(h->cap * sizeof *h->v);
+	h->v = weft__fault("timer.heap_init") ? NULL : malloc(h->cap * sizeof *h->v);
 	atomic_init(&h->next, UINT64_MAX);
 	return h->v ? 0 : -ENOMEM;
 }
@@ -86,7 +87,8 @@ int weft__timer_add(struct weft__timer_heap *h, struct weft__timer *t)
 	if (h->n == h->cap) {
 		/* Growth only: the array keeps its high-water size, so steady
 		 * state allocates nothing. */
-		struct weft__timer **v = realloc(h->v, 2 * h->cap * sizeof *v);
+		struct weft__timer **v = weft__fault("timer.grow") ? NULL
+		                         : realloc(h->v, 2 * h->cap * sizeof *v);
 		if (!v) {
 			weft__unlock(&h->lock);
 			return -ENOMEM;

@@ -273,9 +273,10 @@ WEFT_API void weft_dump(void *file /* FILE * */);
 WEFT_API int weft_dump_on_sigquit(void);
 
 /**
- * Starvation defence: a coroutine that runs longer than threshold_ns
- * (default 10 ms; 0 turns detection off) without reaching a blocking point is
- * reported once, with its id, name and how long it had run, through log
+ * Starvation defence: a coroutine that runs longer than threshold_ns of its
+ * worker thread's CPU time (default 10 ms; 0 turns detection off; time the
+ * kernel preempted the worker does not count) without reaching a blocking
+ * point is reported once, with its id, name and how long it had run, through log
  * (NULL: a line on stderr), and counted in weft_worker_stats.starved. Its
  * worker's queue is then stolen by idle workers, and its due timers fired by
  * them. Thread-safe.

@@ -49,7 +49,9 @@ struct weft_config {
 	unsigned workers;      /* worker threads; default: CPUs in the affinity mask  */
 	size_t   stack_size;   /* coroutine stack size, rounded up to pages; default
 	                          WEFT_STACK_DEFAULT; below WEFT_STACK_MIN: -EINVAL     */
-	unsigned ring_entries; /* io_uring SQ entries per worker; default 256          */
+	unsigned ring_entries; /* io_uring SQ entries per worker; default 256; 1 is
+	                          raised to 2 (a timed op takes an SQE pair) and the
+	                          kernel rounds up to a power of two                  */
 	unsigned flags;        /* WEFT_RT_* flags                                      */
 };
 

@@ -7,13 +7,16 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "weft.h"
+#include "weft/io.h"
 #include "sched/wait.h"
 
 static const unsigned worker_counts[] = { 1, 2, 4, 64 };
@@ -791,4 +794,29 @@ Test(sched, spawned_work_reaches_idle_workers, .timeout = 120)
 		cr_assert_eq((uintptr_t)ret, 1, "%u workers: the two coroutines never ran at once",
 		             counts[i]);
 	}
+}
+
+/* ring_entries = 1 is raised to 2: an op with a deadline is an SQE pair
+ * (op + linked timeout) that must fit at once; it used to abort the process
+ * in weft__ring_reserve (found by stress/ioflood). */
+static void *timed_recv(void *arg)
+{
+	int *sv = arg;
+	char b[4];
+	return (void *)(intptr_t)weft_recv_timeout(sv[0], b, sizeof b, 0, 1000000);
+}
+
+Test(sched, one_entry_ring_takes_timed_ops)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 1, .ring_entries = 1 };
+	cr_assert_eq(weft_rt_create(&rt, &cfg), 0);
+	void *ret = NULL;
+	cr_assert_eq(weft_rt_run(rt, timed_recv, sv, &ret), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	cr_assert_eq((intptr_t)ret, -ETIMEDOUT, "got %s", weft_strerror((int)(intptr_t)ret));
+	close(sv[0]);
+	close(sv[1]);
 }

@@ -1159,7 +1159,11 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	rt->nworkers = c.workers ? c.workers : default_workers();
 	rt->flags = c.flags;
 	rt->stack_size = stack_size;
-	rt->ring_entries = c.ring_entries ? c.ring_entries : 256;
+	/* At least 2: an op with a deadline is an SQE pair (op + linked
+	 * timeout) that must fit the SQ at once; 1 made every timed call abort
+	 * in weft__ring_reserve (stress/ioflood found it). The kernel rounds up
+	 * to a power of two anyway. */
+	rt->ring_entries = c.ring_entries ? (c.ring_entries < 2 ? 2 : c.ring_entries) : 256;
 	pthread_mutex_init(&rt->inject_lock, NULL);
 	pthread_mutex_init(&rt->idle_lock, NULL);
 	pthread_mutex_init(&rt->pool_lock, NULL);

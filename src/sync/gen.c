@@ -202,8 +202,13 @@ WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg, size_t s
  * and pointer results come back in the same register, the int in its low
  * half (x86-64 SysV: eax of rax; AAPCS64: w0 of x0), and the data passed is
  * always a small int or the generator itself (the first switch, whose result
- * nobody reads as an int). Elsewhere: a call and a cast. */
-#if defined(__x86_64__) || defined(__aarch64__)
+ * nobody reads as an int). Elsewhere, and in tool builds: a call and a
+ * cast. Tool builds must not use the jump: there weft__ctx_switch is a C
+ * function (src/ctx/ctx.c), and under -flto a reference from asm is invisible,
+ * so LTO drops the function and the link fails (stress_errno_lto); normal
+ * builds have it in the .S, outside LTO. */
+#if (defined(__x86_64__) || defined(__aarch64__)) && \
+    !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && !defined(WEFT_VALGRIND)
 __attribute__((naked, noinline, used))
 static int gen_switch(struct weft__ctx *from, struct weft__ctx *to, void *data)
 {

@@ -53,6 +53,13 @@ def last_cpu():
         return (os.cpu_count() or 1) - 1
 
 
+def ncpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -249,12 +256,14 @@ def bench_http(args, build, say, tmp):
     servers = {}
     weft = os.path.join(build, "examples", "http", "weft-http")
 
-    def start_weft(p):
-        if not os.access(weft, os.X_OK):
-            raise RuntimeError(f"{weft} not built")
-        return Server("weft-http", [weft, "--port", str(p)], p)
+    def start_weft(workers):
+        def start(p):
+            if not os.access(weft, os.X_OK):
+                raise RuntimeError(f"{weft} not built")
+            return Server("weft-http", [weft, "--port", str(p), "--workers", str(workers)], p)
+        return start
 
-    specs = [("weft", start_weft)]
+    specs = [("weft", start_weft(ncpus())), ("weft-1w", start_weft(1))]
     gopath, why = go_http(build, say)
     if gopath:
         specs.append(("go", lambda p: Server("go-http", [gopath, "--port", str(p)], p)))
@@ -323,7 +332,7 @@ def parse_csv(out):
 
 def bench_kv(args, build, say, tmp):
     cpu = last_cpu()
-    n = {1: 200000 if args.full else 40000, 16: 1000000 if args.full else 300000}
+    n = {1: 200000 if args.full else 20000, 16: 1000000 if args.full else 200000}
     res = {"command": f"taskset -c {cpu} redis-benchmark -h 127.0.0.1 -p PORT -t get,set "
                       f"-n N -P K -c 50 -r 100000 -q --csv (N: {n[1]:,} at -P 1, "
                       f"{n[16]:,} at -P 16)",
@@ -334,13 +343,14 @@ def bench_kv(args, build, say, tmp):
         return res
     servers = {}
     weft = os.path.join(build, "examples", "kv", "weft-kv")
-    try:
-        p = free_port()
-        if not os.access(weft, os.X_OK):
-            raise RuntimeError(f"{weft} not built")
-        servers["weft"] = Server("weft-kv", [weft, "--port", str(p)], p)
-    except (RuntimeError, OSError) as e:
-        res["missing"]["weft"] = str(e)
+    for name, workers in (("weft", ncpus()), ("weft-1w", 1)):
+        try:
+            p = free_port()
+            if not os.access(weft, os.X_OK):
+                raise RuntimeError(f"{weft} not built")
+            servers[name] = Server("weft-kv", [weft, "--port", str(p), "--workers", str(workers)], p)
+        except (RuntimeError, OSError) as e:
+            res["missing"][name] = str(e)
     rs = shutil.which("redis-server")
     if rs:
         try:
@@ -396,19 +406,24 @@ def run(args, build, say):
             h = bench_http(args, build, say, tmp)
             js["http"] = h
             w = h["impls"].get("weft", {})
-            head = ["http", "req/s median", "min-max", "p99 ms", "weft/peer req/s", "runs"]
+            head = ["http", "req/s median", "min-max", "p99 ms", "weft/peer", "weft-1w/peer", "runs"]
             rows = []
-            for name in ("weft", "go", "nginx"):
+            w1 = h["impls"].get("weft-1w", {})
+            for name in ("weft", "weft-1w", "go", "nginx"):
                 x = h["impls"].get(name)
                 if not x:
                     continue
-                ratio = (w.get("rps") / x["rps"]) if w.get("rps") and x.get("rps") and name != "weft" else None
+                rat = []
+                for ref in (w, w1):
+                    ok = ref.get("rps") and x.get("rps") and name in ("go", "nginx")
+                    rat.append(f"{ref['rps'] / x['rps']:.2f}" if ok else "-")
                 rows.append([name, fmt(x["rps"]), f"{fmt(x['rps_min'])}-{fmt(x['rps_max'])}",
-                             fmt(x["p99_ms"], 2), "-" if ratio is None else f"{ratio:.2f}",
-                             f"{x['n']}" + (f" ({len(x['errors'])} failed: {x['errors'][0]})"
+                             fmt(x["p99_ms"], 2)] + rat +
+                            [f"{x['n']}" + (f" ({len(x['errors'])} failed: {x['errors'][0]})"
                                             if x["errors"] else "")])
-            title = (f"http: {h['command']}; median of {args.runs} run(s); "
-                     f"weft/peer > 1: weft serves more. Shared machine: figures are noisy.")
+            title = (f"http: {h['command']}; req/s, median of {args.runs} run(s); weft: all "
+                     f"{ncpus()} workers, weft-1w: 1 worker (nginx runs 1 worker process, Go "
+                     f"all CPUs); weft/peer > 1: weft serves more.")
             text += [title, "", render(head, rows, False)]
             md += ["## http", "", title, "", render(head, rows, True)]
             if h["missing"]:
@@ -422,26 +437,31 @@ def run(args, build, say):
         if want("kv"):
             k = bench_kv(args, build, say, tmp)
             js["kv"] = k
-            wf = k["impls"].get("weft", {}).get("figures", {})
             head = ["kv", "GET P1", "SET P1", "GET P16", "SET P16", "p99 ms GET P1/P16"]
             rows = []
-            for name in ("weft", "redis"):
+            for name in ("weft", "weft-1w", "redis"):
                 x = k["impls"].get(name)
                 if not x:
                     continue
                 f = x["figures"]
                 rows.append([name] + [fmt(f[c]["rps"]) for c in ("GET P1", "SET P1", "GET P16", "SET P16")]
                             + [f"{fmt(f['GET P1']['p99_ms'], 2)}/{fmt(f['GET P16']['p99_ms'], 2)}"])
-                if name != "weft" and wf:
+            red = k["impls"].get("redis", {}).get("figures")
+            for wname in ("weft", "weft-1w"):
+                wf = k["impls"].get(wname, {}).get("figures")
+                if red and wf:
                     rat = []
                     for c in ("GET P1", "SET P1", "GET P16", "SET P16"):
-                        a, b = wf.get(c, {}).get("rps"), f[c]["rps"]
+                        a, b = wf[c]["rps"], red[c]["rps"]
                         rat.append(f"{a / b:.2f}" if a and b else "-")
-                    rows.append([f"weft/{name}"] + rat + [""])
-                if x["errors"]:
+                    rows.append([f"{wname}/redis"] + rat + [""])
+            for name in ("weft", "weft-1w", "redis"):
+                x = k["impls"].get(name)
+                if x and x["errors"]:
                     rows.append([f"{name} errors", "; ".join(x["errors"])[:120], "", "", "", ""])
             title = (f"kv: {k['command']}; req/s, median of {args.runs} run(s); "
-                     f"weft/redis > 1: weft serves more. Shared machine: figures are noisy.")
+                     f"weft (all {ncpus()} workers) and weft-1w (1 worker, as redis has one thread); "
+                     f"weft/redis > 1: weft serves more.")
             text += ["", title, "", render(head, rows, False)]
             md += ["", "## kv", "", title, "", render(head, rows, True)]
             if k["missing"]:

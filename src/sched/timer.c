@@ -125,12 +125,26 @@ bool weft__timer_cancel(struct weft__timer *t)
 	}
 }
 
+static unsigned run_locked(struct weft__timer_heap *h, uint64_t now, unsigned max);
+
 unsigned weft__timer_run(struct weft__timer_heap *h, uint64_t now, unsigned max)
 {
-	unsigned fired = 0;
 	if (weft__timer_next(h) > now)
 		return 0;
 	weft__lock_acquire(&h->lock);
+	return run_locked(h, now, max);
+}
+
+unsigned weft__timer_run_try(struct weft__timer_heap *h, uint64_t now, unsigned max)
+{
+	if (weft__timer_next(h) > now || !weft__lock_try(&h->lock))
+		return 0;
+	return run_locked(h, now, max);
+}
+
+static unsigned run_locked(struct weft__timer_heap *h, uint64_t now, unsigned max)
+{
+	unsigned fired = 0;
 	while (fired < max && h->n && h->v[0]->deadline <= now) {
 		struct weft__timer *t = h->v[0];
 		heap_remove_at(h, 0);

@@ -46,6 +46,10 @@ bool weft__timer_cancel(struct weft__timer *t);
  * of them (the rest stay armed for the next call). Returns how many. Any
  * thread (the heap has a lock); normally its owner. */
 unsigned weft__timer_run(struct weft__timer_heap *h, uint64_t now, unsigned max);
+/* The same, but gives up (returns 0) when another thread holds the heap:
+ * for workers firing someone else's overdue timers, which must not queue
+ * behind the owner (or each other) on its lock. */
+unsigned weft__timer_run_try(struct weft__timer_heap *h, uint64_t now, unsigned max);
 static inline uint64_t weft__timer_next(struct weft__timer_heap *h)
 {
 	return atomic_load_explicit(&h->next, memory_order_relaxed);

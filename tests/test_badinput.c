@@ -21,6 +21,7 @@
 
 static void *noop(void *arg) { return arg; }
 static void *gen_body(weft_gen *g, void *arg, void *in);
+static int noop_group(void *arg, void **result) { *result = arg; return 0; }
 
 /* ------------------------------------------------ runtime, plain thread --- */
 
@@ -144,6 +145,9 @@ Test(badinput, select_bad_args)
 	struct weft_select_case bad = { .chan = ch, .op = 7, .elem = &v };
 	cr_assert_eq(weft_select(&bad, 1, WEFT_SELECT_NOWAIT), -EINVAL, "bad op");
 	cr_assert_eq(weft_select(&c, 1, WEFT_SELECT_NOWAIT), -EAGAIN);
+	cr_assert_eq(weft_select(NULL, 1, WEFT_SELECT_NOWAIT), -EINVAL, "NULL cases");
+	cr_assert_eq(weft_select(&c, (size_t)INT32_MAX + 1, WEFT_SELECT_NOWAIT), -EINVAL,
+	             "huge n");
 	weft_chan_destroy(ch);
 }
 
@@ -169,8 +173,13 @@ Test(badinput, sync_objects)
 	cr_assert_eq(weft_sem_value(&s), UINT64_MAX);
 	weft_group *g = NULL;
 	cr_assert_eq(weft_group_create(&g, 0x8000), -EINVAL);
+	cr_assert_eq(weft_local_key_create(NULL, NULL), -EINVAL);
+	/* Keys are never returned; this test runs in its own process. */
 	weft_local_key key;
-	cr_assert_eq(weft_local_key_create(&key, NULL), 0);
+	int r = 0;
+	for (unsigned i = 0; i <= WEFT_LOCAL_KEYS && r == 0; i++)
+		r = weft_local_key_create(&key, NULL);
+	cr_assert_eq(r, -EAGAIN, "keys exhausted");
 	weft_gen *gen = NULL;
 	cr_assert_eq(weft_gen_create(&gen, NULL, NULL, 0), -EINVAL, "NULL body");
 	cr_assert_eq(weft_gen_create(&gen, gen_body, NULL, 100), -EINVAL);
@@ -226,6 +235,15 @@ static void *bad_in_coroutine(void *arg)
 	CHECK(weft_read(-1, &c, 1, -1) == -EBADF);
 	CHECK(weft_write(fds[1], NULL, 0, -1) == 0);
 	CHECK(weft_close(fds[1]) == 0);
+
+	/* groups: NULL fn, spawn after wait */
+	weft_group *g;
+	CHECK(weft_group_create(&g, 0) == 0);
+	CHECK(weft_group_spawn(g, NULL, NULL) == -EINVAL);
+	CHECK(weft_group_wait(g) == 0);
+	CHECK(weft_group_spawn(g, noop_group, NULL) == -EINVAL);
+	CHECK(weft_group_error(g, 5) == -EINVAL);
+	weft_group_destroy(g);
 	return NULL;
 }
 

@@ -202,7 +202,8 @@ typedef unsigned weft_local_key;
 #define WEFT_LOCAL_KEYS 64
 /**
  * Create a key; dtor (may be NULL) runs with a coroutine's non-NULL value when
- * that coroutine returns. Returns 0 or -EAGAIN (all WEFT_LOCAL_KEYS in use).
+ * that coroutine returns. Returns 0, -EAGAIN (all WEFT_LOCAL_KEYS in use) or
+ * -EINVAL (key NULL).
  * Thread-safe. Keys live as long as the process.
  */
 WEFT_API int weft_local_key_create(weft_local_key *key, void (*dtor)(void *));

@@ -102,6 +102,8 @@ struct weft_select_case {
  * completed (its .result says how), -EAGAIN (NOWAIT and nothing ready),
  * -ETIMEDOUT, -ECANCELED, -EINVAL (bad op or timeout) or -ENOMEM (more than
  * 8 cases need a malloc).
+ * Errors: -EINVAL also for cases NULL with n > 0, n > INT32_MAX, and any
+ * negative timeout_ns other than WEFT_SELECT_FOREVER.
  */
 WEFT_API int weft_select(struct weft_select_case *cases, size_t n, int64_t timeout_ns);
 

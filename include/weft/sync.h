@@ -237,6 +237,7 @@ WEFT_API int weft_group_create(weft_group **g, unsigned flags);
  * group's owner), before weft_group_wait. Returns the member's index (>= 0,
  * in spawn order), or -ENOMEM / -EAGAIN / -EPERM. When the group has already
  * failed with WEFT_GROUP_CANCEL_ON_ERROR the member is spawned cancelled.
+ * Errors: also -EINVAL (g or fn NULL, or weft_group_wait already called).
  */
 WEFT_API int weft_group_spawn(weft_group *g, weft_group_fn fn, void *arg);
 

@@ -314,6 +314,20 @@ static void *late_send(void *arg)
 	return NULL;
 }
 
+static void *late_post(void *arg)
+{
+	weft_sleep(1000000);
+	CHECK(weft_sem_post(arg) == 0);
+	return NULL;
+}
+
+static void *late_write(void *arg)
+{
+	weft_sleep(1000000);
+	CHECK(weft_write(*(int *)arg, "x", 1, -1) == 1);
+	return NULL;
+}
+
 static void *huge_timeouts(void *arg)
 {
 	(void)arg;
@@ -329,6 +343,24 @@ static void *huge_timeouts(void *arg)
 	weft_mutex_init(&m);
 	CHECK(weft_mutex_lock_timeout(&m, UINT64_MAX) == 0);
 	CHECK(weft_mutex_unlock(&m) == 0);
+
+	/* a semaphore posted late, and a pipe written late */
+	weft_sem s;
+	weft_sem_init(&s, 0);
+	CHECK(weft_spawn(&t, late_post, &s) == 0);
+	CHECK(weft_sem_wait_timeout(&s, UINT64_MAX) == 0);
+	CHECK(weft_join(t, NULL) == 0);
+	int fds[2];
+	CHECK(pipe(fds) == 0);
+	CHECK(weft_spawn(&t, late_write, &fds[1]) == 0);
+	char c = 0;
+	/* INT64_MAX, not UINT64_MAX: src/io/ops.c's op_begin adds timeout_ns
+	 * to now without saturating, so UINT64_MAX wraps to a deadline in the
+	 * past and returns -ETIMEDOUT at once (reported; case left out). */
+	CHECK(weft_read_timeout(fds[0], &c, 1, -1, (uint64_t)INT64_MAX) == 1 && c == 'x');
+	CHECK(weft_join(t, NULL) == 0);
+	close(fds[0]);
+	close(fds[1]);
 
 	weft_chan_destroy(ch);
 	return NULL;

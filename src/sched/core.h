@@ -65,8 +65,11 @@ struct weft_task {
 	uint64_t id;
 	char name[32];
 	uint64_t born;                    /* CLOCK_MONOTONIC_COARSE ns at spawn   */
-	const char *wait_what;            /* for weft_dump: what it waits for     */
-	const void *wait_obj;
+	/* For weft_dump, which reads them from another thread while the task
+	 * runs: relaxed atomics, a sample (the two may come from different
+	 * waits; the dump checks obj before it dereferences it). */
+	const char *_Atomic wait_what;    /* what it waits for                     */
+	const void *_Atomic wait_obj;
 };
 
 /* What a coroutine asks of its worker when it switches to the scheduler. */

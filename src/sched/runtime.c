@@ -1327,8 +1327,8 @@ static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, v
 	t->shield = 0;
 	t->deadline = 0;
 	t->locals = NULL;
-	t->wait_what = NULL;
-	t->wait_obj = NULL;
+	atomic_store_explicit(&t->wait_what, NULL, memory_order_relaxed);
+	atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
 	t->born = weft__coarse_now();
 	atomic_store_explicit(&t->wait_flags, 0, memory_order_relaxed);
 	/* wait_seq carries on from the record's previous life, so waiters
@@ -1744,8 +1744,9 @@ void weft__wait_describe(const char *what, const void *obj)
 {
 	struct weft_task *t = weft_self();
 	if (t) {
-		t->wait_what = what;
-		t->wait_obj = obj;
+		/* relaxed: read only by weft_dump, as a sample */
+		atomic_store_explicit(&t->wait_what, what, memory_order_relaxed);
+		atomic_store_explicit(&t->wait_obj, obj, memory_order_relaxed);
 	}
 }
 

@@ -14,9 +14,9 @@
  *
  * Work: PRODUCERS threads outside the runtime (weft_rt_spawn, or ready() from
  * a non-worker thread: inject_push then notify_work) each queue TASKS tasks;
- * the first task a worker runs queues one more the same way (a coroutine
- * waking another from a foreign runtime's path), so wakes also come from
- * workers. Workers take tasks from the injection queue only: the local
+ * the first task a worker runs queues one more the same way (inject_push
+ * then notify_work, as ready() does when the waker is not one of rt's
+ * workers), so notify_work also races with the workers' own parking. Workers take tasks from the injection queue only: the local
  * queues' pushes use notify_local, which is lossy by design (runtime.c says
  * so; the monitor thread covers it) and so is not part of this property.
  *

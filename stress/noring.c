@@ -5,9 +5,9 @@
  *
  * Installs a seccomp-BPF filter (raw prctl, no libseccomp) that makes every
  * io_uring_setup call fail with the given errno and lets every other system
- * call through, then execs the program. This is what a container runtime
- * whose seccomp profile blocks io_uring (Docker's default since 25.0 does,
- * with EPERM) or a kernel built without it (ENOSYS) looks like to weft.
+ * call through, then execs the program. This is what a container whose
+ * seccomp profile blocks io_uring (EPERM) or a kernel built without it
+ * (ENOSYS) looks like to weft.
  * The filter is inherited across exec and fork and cannot be removed.
  *
  * Exit status: the program's, or 2 for a usage error, 1 when the filter

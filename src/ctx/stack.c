@@ -396,6 +396,8 @@ static int pool_grow(struct weft__stack_cache *c)
 		struct weft__stack *s = &ch->s[i];
 		s->lo = (char *)ch->base + (size_t)i * p->stride + pagesz();
 		s->size = p->stack_size;
+		s->chunk_base = ch->base;
+		s->chunk_len = ch->len;
 		if (i < WEFT__STACK_BATCH) {
 			s->next = c->head;
 			c->head = s;
@@ -536,7 +538,7 @@ void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s)
 
 /* ------------------------------------------------------- high-water ------- */
 
-#define HW_VEC 256u               /* pages per mincore() call */
+#define HW_VEC 512u               /* pages per mincore() call */
 
 /* Deepest non-zero word from `from` up to `top`. Reads another coroutine's
  * stack while it may run: racy by design (a sample), and ASan's redzones in
@@ -544,14 +546,45 @@ void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s)
 __attribute__((no_sanitize("address", "thread")))
 static const char *first_nonzero(const char *from, const char *top)
 {
-	for (const volatile uintptr_t *w = (const volatile uintptr_t *)from;
-	     (const char *)w < top; w++)
+	const uintptr_t *w = (const uintptr_t *)from, *end = (const uintptr_t *)top;
+	/* 64 bytes per test (from and top are page-aligned): a dump scans up to
+	 * a page per stack, cold, so this loop is most of its cost */
+	for (; w + 8 <= end; w += 8) {
+		uintptr_t any = w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7];
+		if (any)
+			break;
+	}
+	for (; w < end; w++)
 		if (*w)
 			return (const char *)w;
 	return NULL;
 }
 
-size_t weft__stack_high_water(const struct weft__stack *s)
+/* Residency of the pages of [lo, lo + npages): from the cache when its last
+ * range covers them, else one mincore() over the whole chunk the stack was
+ * carved from (pooled stacks; kept for its neighbours), else over these pages
+ * alone. NULL when the range is not mapped. */
+static const unsigned char *residency(const struct weft__stack *s, const char *lo,
+                                      size_t npages, struct weft__stack_hw_cache *c,
+                                      unsigned char *own)
+{
+	size_t ps = pagesz();
+	if (c && c->base && lo >= c->base &&
+	    (size_t)(lo - c->base) / ps + npages <= c->npages)
+		return c->vec + (size_t)(lo - c->base) / ps;
+	size_t cpages = s->chunk_len / ps;
+	if (c && s->chunk_base && cpages <= sizeof c->vec &&
+	    mincore((void *)(uintptr_t)s->chunk_base, s->chunk_len, c->vec) == 0) {
+		c->base = s->chunk_base;
+		c->npages = cpages;
+		return c->vec + (size_t)(lo - c->base) / ps;
+	}
+	if (npages > HW_VEC || mincore((void *)(uintptr_t)lo, npages * ps, own) != 0)
+		return NULL;
+	return own;
+}
+
+size_t weft__stack_high_water(const struct weft__stack *s, struct weft__stack_hw_cache *cache)
 {
 	size_t ps = pagesz();
 	const char *lo = s->lo, *top = (const char *)s->lo + s->size;
@@ -560,10 +593,11 @@ size_t weft__stack_high_water(const struct weft__stack *s)
 	unsigned char vec[HW_VEC];
 	for (size_t at = 0; at < npages; at += HW_VEC) {
 		size_t n = npages - at < HW_VEC ? npages - at : HW_VEC;
-		if (mincore((void *)(uintptr_t)(lo + at * ps), n * ps, vec) != 0)
+		const unsigned char *v = residency(s, lo + at * ps, n, cache, vec);
+		if (!v)
 			return 0;           /* unmapped meanwhile (off-size stack) */
 		for (size_t i = 0; i < n; i++) {
-			if (!(vec[i] & 1))
+			if (!(v[i] & 1))
 				continue;
 			const char *page = lo + (at + i) * ps;
 			if (own)

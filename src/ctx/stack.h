@@ -40,6 +40,8 @@ struct weft__stack {
 	/* pool internals */
 	ck_stack_entry_t link;      /* link in the pool's shared lock-free stack  */
 	bool own_mapping;           /* off-size: unmapped by weft__stack_put      */
+	const char *chunk_base;     /* pooled: the mapping it was carved from     */
+	size_t chunk_len;
 };
 
 struct weft__stack_pool;        /* shared by the workers of one runtime       */
@@ -71,9 +73,20 @@ void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s);
  * deepest of all its users (see `users`). 0 when it cannot tell. Any thread,
  * at any time while the stack's pool exists: a racy sample by design (the
  * scan reads words the running coroutine may be writing; it is exempt from
- * ASan/TSan for that reason). Cost: one mincore() per 256 pages and a scan
- * of at most the deepest page in use. */
-size_t weft__stack_high_water(const struct weft__stack *s);
+ * ASan/TSan for that reason). Cost: one mincore() per stack, or per chunk of
+ * pooled stacks when a `cache` (may be NULL) is passed, and a scan of at most
+ * the deepest page in use. */
+struct weft__stack_hw_cache;
+size_t weft__stack_high_water(const struct weft__stack *s,
+                              struct weft__stack_hw_cache *cache);
+/* Lets one dump ask mincore() once per chunk of pooled stacks (one mapping
+ * holds them side by side) instead of once per stack. Zero it
+ * before the first call; the caller's, not shared. */
+struct weft__stack_hw_cache {
+	const char *base;           /* first page of the last mincore() range */
+	size_t npages;
+	unsigned char vec[1024];
+};
 
 /* Per-thread set-up for any thread that runs coroutines: installs the
  * alternate signal stack (and, once per process, the SIGSEGV handler). */

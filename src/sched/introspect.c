@@ -116,9 +116,10 @@ static struct weft__stack *stack_sample(struct weft_task *t)
 
 /* ", high-water N KiB (own)" or "(deepest of U users of this stack)": pooled
  * stacks are reused uncleared (see weft__stack_high_water). */
-static void dump_high_water(FILE *f, const struct weft__stack *s)
+static void dump_high_water(FILE *f, const struct weft__stack *s,
+                            struct weft__stack_hw_cache *cache)
 {
-	size_t hw = weft__stack_high_water(s);
+	size_t hw = weft__stack_high_water(s, cache);
 	/* relaxed: a sample of a counter only the stack's taker writes */
 	uint32_t users = atomic_load_explicit(&s->users, memory_order_relaxed);
 	if (!hw) {
@@ -140,6 +141,8 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 	weft_rt_stats(rt, &st, NULL, 0);
 	weft_stats_format(&st, line, sizeof line);
 	fprintf(f, "weft: runtime %p: %s\n", (void *)rt, line);
+	/* one mincore() per run of neighbouring stacks, not one per stack */
+	struct weft__stack_hw_cache hw_cache = { 0 };
 	pthread_mutex_lock(&rt->pool_lock);
 	for (struct weft__slab *sl = rt->slabs; sl; sl = sl->next) {
 		for (unsigned i = 0; i < sl->n; i++) {
@@ -181,7 +184,7 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 				        ((size_t)(((char *)stk->lo + stk->size) - (char *)t->ctx.sp) + 1023) / 1024,
 				        stk->size / 1024);
 			if (stk)
-				dump_high_water(f, stk);
+				dump_high_water(f, stk, &hw_cache);
 			fputc('\n', f);
 		}
 	}

@@ -165,14 +165,18 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 			fprintf(f, "  coroutine %llu \"%s\": %s", (unsigned long long)t->id,
 			        t->name, st_buf);
 			if (waiting && on < 0) {
-				fprintf(f, ", waiting for %s", t->wait_what ? t->wait_what : "an event");
-				if (t->wait_obj && t->wait_what &&
-				    !strcmp(t->wait_what, "join of coroutine"))
+				/* relaxed, each read once: a sample; the strings are
+				 * literals and the objects outlive the runtime's tasks
+				 * or are only printed as addresses */
+				const char *what = atomic_load_explicit(&t->wait_what, memory_order_relaxed);
+				const void *obj = atomic_load_explicit(&t->wait_obj, memory_order_relaxed);
+				fprintf(f, ", waiting for %s", what ? what : "an event");
+				if (obj && what && !strcmp(what, "join of coroutine"))
 					/* a task record: slabs live as long as rt */
 					fprintf(f, " %llu", (unsigned long long)
-					        ((const struct weft_task *)t->wait_obj)->id);
-				else if (t->wait_obj)
-					fprintf(f, " %p", t->wait_obj);
+					        ((const struct weft_task *)obj)->id);
+				else if (obj)
+					fprintf(f, " %p", obj);
 			}
 			if (waiting && atomic_load_explicit(&t->timer.heap, memory_order_relaxed))
 				fprintf(f, " (deadline in %.3f ms)",

@@ -163,8 +163,10 @@ Test(badinput, sync_objects)
 	weft_wg_init(&wg);
 	cr_assert_eq(weft_wg_add(&wg, -1), -EINVAL);
 	cr_assert_eq(weft_wg_done(&wg), -EINVAL, "done below zero");
-	/* weft_wg_add(&wg, INT64_MIN) is left out: it negates delta and
-	 * overflows (reported; src/sync/sem.c). */
+	cr_assert_eq(weft_wg_add(&wg, INT64_MIN), -EINVAL, "INT64_MIN below zero");
+	cr_assert_eq(weft_wg_add(&wg, 1), 0);
+	cr_assert_eq(weft_wg_add(&wg, INT64_MIN), -EINVAL, "INT64_MIN from 1");
+	cr_assert_eq(weft_wg_add(&wg, -1), 0, "back to zero");
 	weft_barrier b;
 	cr_assert_eq(weft_barrier_init(&b, 0), -EINVAL);
 	weft_sem s;

@@ -104,7 +104,9 @@ WEFT_API int weft_wg_add(weft_wg *pub, int64_t delta)
 	struct wg *g = (struct wg *)pub;
 	int r = 0;
 	weft__spin_lock(&g->lock);
-	if ((delta < 0 && g->count < -delta) ||
+	/* delta < -count, written without negating delta (INT64_MIN has no
+	 * negation; count is never negative) */
+	if ((delta < 0 && delta < -g->count) ||
 	    (delta > 0 && g->count > INT64_MAX - delta)) {
 		r = -EINVAL;
 	} else {

@@ -1,0 +1,97 @@
+"""bench/sections/echo.py: the echo benchmark (../shared/BENCH.md, echo).
+
+Runs `weft-bench echo` (bench/weft_bench_echo.c), which starts weft-echo
+(examples/echo, all workers), the C epoll baseline and the Go peer
+(bench/echo/) on free 127.0.0.1 ports and drives each with the same load
+generator, bench/echo/echo-load, pinned to the last CPU: 50 and 500
+connections, 64-byte messages, servers alternating run by run. Quick mode:
+0.3 s warm-up + 1 s measured, 1 run (about 15 s in all); --full: BENCH.md's
+1 s + 5 s and args.runs runs. weft-bench prints the medians and the ratio
+weft / best peer (requests/s, > 1: weft serves more); this module turns them
+into the table. A missing server is listed, not fatal.
+"""
+import os
+import subprocess
+
+NAMES = ["echo"]
+
+IMPLS = ["weft", "c-epoll", "go"]
+
+
+def parse(out):
+    """({(impl, conns): fields}, {conns: ratio fields}, [missing lines])."""
+    figs, ratios, missing = {}, {}, []
+    for line in out.splitlines():
+        if line.startswith("# echo: ") and " missing: " in line:
+            missing.append(line[len("# echo: "):])
+            continue
+        if not line.startswith("name=echo"):
+            continue
+        f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        if f.get("name") == "echo":
+            figs[(f["impl"], int(f["conns"]))] = {
+                "rps": float(f["value"]), "p50_us": float(f["p50_us"]),
+                "p99_us": float(f["p99_us"]), "p999_us": float(f["p999_us"]),
+                "workers": int(f["workers"]), "runs": int(f["runs"])}
+        elif f.get("name") == "echo-ratio":
+            ratios[int(f["conns"])] = {"best_peer": f["best_peer"], "ratio": float(f["value"]),
+                                       "weft_p99_us": float(f["weft_p99_us"]),
+                                       "peer_p99_us": float(f["peer_p99_us"])}
+    return figs, ratios, missing
+
+
+def render(head, rows, md):
+    if md:
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + \
+               ["| " + " | ".join(r) + " |" for r in rows]
+    w = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    return ["  ".join(str(x).rjust(w[i]) if i else str(x).ljust(w[i]) for i, x in enumerate(r))
+            for r in [head] + rows]
+
+
+def run(args, build, say):
+    exe = os.path.join(build, "bench", "weft-bench")
+    if args.full:
+        opts, secs = ["--runs", str(args.runs)], 6 * args.runs
+    else:
+        opts, secs = ["--quick"], 1.3
+    cmd = [exe, "echo"] + opts
+    if not os.access(exe, os.X_OK):
+        msg = f"echo: {exe} not built"
+        return {"name": "echo", "text": [msg], "md": [msg], "json": {"error": msg}}
+    say("bench: echo (" + " ".join(cmd[1:]) + ")")
+    # 2 connection counts x 3 servers x (warm-up + measured) plus start-up.
+    limit = 2 * len(IMPLS) * (secs + 2) + 60
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        msg = f"echo: weft-bench echo took longer than {limit:.0f} s"
+        return {"name": "echo", "text": [msg], "md": [msg], "json": {"error": msg}}
+    figs, ratios, missing = parse(p.stdout)
+    head = ["echo", "conns", "req/s", "p50 us", "p99 us", "p99.9 us", "weft/best peer"]
+    rows = []
+    for conns in sorted({c for _, c in figs}):
+        for impl in IMPLS:
+            x = figs.get((impl, conns))
+            if not x:
+                continue
+            rat = ""
+            if impl == "weft" and conns in ratios:
+                r = ratios[conns]
+                rat = f"{r['ratio']:.2f} (vs {r['best_peer']})"
+            rows.append([impl, str(conns), f"{x['rps']:,.0f}", f"{x['p50_us']:.0f}",
+                         f"{x['p99_us']:.0f}", f"{x['p999_us']:.0f}", rat])
+    title = (f"echo: `{' '.join(['weft-bench'] + cmd[1:])}`: servers on 127.0.0.1 against "
+             f"echo-load (weft, 1 worker) pinned to the last CPU, 64-byte messages, depth 1; "
+             f"medians; weft/best peer > 1: weft serves more.")
+    text, md = [title, ""] + render(head, rows, False), ["## echo", "", title, ""] + render(head, rows, True)
+    if missing:
+        text.append("echo missing: " + "; ".join(missing))
+        md += ["", "Missing: " + "; ".join(missing)]
+    if p.returncode or not rows:
+        err = (p.stderr or p.stdout).strip()[-300:]
+        text.append(f"echo: weft-bench echo exited with {p.returncode}: {err}")
+        md += ["", f"weft-bench echo exited with {p.returncode}: {err}"]
+    return {"name": "echo", "text": text, "md": md,
+            "json": {"command": cmd[1:], "figures": {f"{i} {c}": v for (i, c), v in figs.items()},
+                     "ratios": ratios, "missing": missing, "exit": p.returncode}}

@@ -12,7 +12,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "weft.h"
@@ -575,4 +578,185 @@ static void *cancelled_first_main(void *arg)
 Test(io, cancelled_coroutine_fails_fast_but_closes)
 {
 	cr_assert_null(run_in(1, 0, cancelled_first_main, NULL));
+}
+
+/* ------------------------------------------------------------- -EMFILE --- */
+
+/*
+ * A server whose process runs out of fds: accept must fail cleanly with
+ * -EMFILE (the pending connections stay in the backlog), and the server keeps
+ * serving once fds free up. Runs in a forked child, since it lowers
+ * RLIMIT_NOFILE to the fds already open; the child reports through its exit
+ * status and a 60 s alarm is its watchdog. Nothing depends on timing: every
+ * wait is for an event that must come (bounded only against a hang).
+ */
+#define EMFILE_CLIENTS 4
+
+struct emfile {
+	int lfd, want, err;
+	_Atomic int emfile_seen, accepted;
+};
+
+/* Accepts `want` connections; -EMFILE means "retry once fds free up". */
+static void *emfile_server(void *p)
+{
+	struct emfile *e = p;
+	for (int tries = 0; atomic_load(&e->accepted) < e->want && tries < 50000; tries++) {
+		int c = weft_accept(e->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (c == -EMFILE) {
+			atomic_fetch_add(&e->emfile_seen, 1);
+			weft_sleep(1 * MS);
+			continue;
+		}
+		if (c < 0) {
+			e->err = c;
+			return NULL;
+		}
+		atomic_fetch_add(&e->accepted, 1);
+		if (weft_spawn(NULL, echo_conn, (void *)(intptr_t)c)) {
+			e->err = -ENOMEM;
+			close(c);
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* One round trip on fd, waiting at most 10 s for the echo. */
+static int echo_once(int fd, int id)
+{
+	char msg[32], back[32];
+	snprintf(msg, sizeof msg, "emfile client %d ..............", id);
+	if (weft_send_all(fd, msg, sizeof msg, MSG_NOSIGNAL) != sizeof msg)
+		return -EIO;
+	size_t got = 0;
+	while (got < sizeof back) {
+		ssize_t r = weft_recv_timeout(fd, back + got, sizeof back - got, 0, 10 * SEC);
+		if (r <= 0)
+			return r ? (int)r : -ECONNRESET;
+		got += (size_t)r;
+	}
+	return memcmp(msg, back, sizeof msg) ? -EBADMSG : 0;
+}
+
+static void *emfile_main(void *arg)
+{
+	uint16_t port;
+	int lfd = tcp_listener(&port, 64);
+	CHECK(lfd >= 0, "listen: %s", weft_strerror(lfd));
+	/* Clients connect now, while fds are plentiful: their connections wait
+	 * in the backlog until the server can accept them. Spares are fds we
+	 * close later to give the server room. */
+	int cl[EMFILE_CLIENTS], spare[EMFILE_CLIENTS];
+	for (int i = 0; i < EMFILE_CLIENTS; i++) {
+		cl[i] = tcp_connect(port);
+		CHECK(cl[i] >= 0, "connect %d: %s", i, weft_strerror(cl[i]));
+		spare[i] = dup(lfd);
+		CHECK(spare[i] >= 0, "dup: %s", strerror(errno));
+	}
+	/* Lower the limit to just above the highest fd in use (the runtime's
+	 * rings included), then fill the holes below it: the fd table is full. */
+	struct rlimit rl;
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0, "getrlimit");
+	int top = 0;
+	DIR *dir = opendir("/proc/self/fd");
+	if (dir) {
+		for (struct dirent *de; (de = readdir(dir));)   /* ends at the list's end */
+			if (de->d_name[0] != '.' && atoi(de->d_name) > top && atoi(de->d_name) != dirfd(dir))
+				top = atoi(de->d_name);
+		closedir(dir);
+	} else {
+		int scan = rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+		for (int fd = 0; fd < scan; fd++)
+			if (fcntl(fd, F_GETFD) >= 0)
+				top = fd;
+	}
+	int *fill = calloc((size_t)top + 1, sizeof *fill), nfill = 0;
+	CHECK(fill, "calloc");
+	rl.rlim_cur = (rlim_t)top + 1;
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit(%d): %s", top + 1, strerror(errno));
+	while (nfill <= top) {
+		int d = dup(lfd);
+		if (d < 0) {
+			CHECK(errno == EMFILE, "dup to fill the table: %s", strerror(errno));
+			break;
+		}
+		fill[nfill++] = d;
+	}
+
+	int r = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(r == -EMFILE, "accept with a full fd table: %s (want -EMFILE)", weft_strerror(r));
+
+	/* The server hits -EMFILE and keeps retrying ... */
+	struct emfile e = { .lfd = lfd, .want = EMFILE_CLIENTS + 1 };
+	weft_task *srv;
+	CHECK(weft_spawn(&srv, emfile_server, &e) == 0, "spawn server");
+	for (int i = 0; i < 10000 && atomic_load(&e.emfile_seen) == 0; i++)
+		weft_sleep(1 * MS);
+	CHECK(atomic_load(&e.emfile_seen) > 0, "the server never saw -EMFILE");
+	CHECK(atomic_load(&e.accepted) == 0, "accepted with a full fd table");
+
+	/* ... and serves every waiting client once fds are free. */
+	for (int i = 0; i < EMFILE_CLIENTS; i++)
+		close(spare[i]);
+	for (int i = 0; i < EMFILE_CLIENTS; i++) {
+		r = echo_once(cl[i], i);
+		CHECK(r == 0, "echo on client %d after fds freed up: %s", i, weft_strerror(r));
+	}
+	/* Full again (the accepted fds took the spares' places): a client that
+	 * leaves makes room for a new one, which is served too. */
+	weft_close(cl[0]);
+	int late = -EMFILE;
+	for (int i = 0; i < 10000 && late == -EMFILE; i++) {
+		late = tcp_connect(port);
+		if (late == -EMFILE)
+			weft_sleep(1 * MS);
+	}
+	CHECK(late >= 0, "connect after a client left: %s", weft_strerror(late));
+	r = echo_once(late, 99);
+	CHECK(r == 0, "echo on the late client: %s", weft_strerror(r));
+	CHECK(weft_join(srv, NULL) == 0, "join server");
+	CHECK(e.err == 0, "server: %s", weft_strerror(e.err));
+	CHECK(atomic_load(&e.accepted) == EMFILE_CLIENTS + 1, "accepted %d",
+	      atomic_load(&e.accepted));
+	weft_close(late);
+	for (int i = 1; i < EMFILE_CLIENTS; i++)
+		weft_close(cl[i]);
+	for (int i = 0; i < nfill; i++)
+		close(fill[i]);
+	free(fill);
+	close(lfd);
+	return NULL;
+}
+
+Test(io, accept_emfile_then_keeps_serving)
+{
+	for (unsigned workers = 1; workers <= 2; workers++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+		if (pid == 0) {
+			alarm(60);   /* watchdog: a hang ends as SIGALRM */
+			weft_rt *rt;
+			struct weft_config cfg = { .workers = workers };
+			int err = weft_rt_create(&rt, &cfg);
+			if (err == -EPERM || err == -ENOSYS)
+				_exit(77);
+			if (err) {
+				fprintf(stderr, "weft_rt_create: %s\n", weft_strerror(err));
+				_exit(2);
+			}
+			void *ret = (void *)1;
+			err = weft_rt_run(rt, emfile_main, NULL, &ret);
+			weft_rt_destroy(rt);
+			_exit(err || ret ? 1 : 0);
+		}
+		int st;
+		cr_assert_eq(waitpid(pid, &st, 0), pid, "waitpid: %s", strerror(errno));
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+			cr_skip_test("no io_uring here");
+		cr_assert(WIFEXITED(st), "child (%u workers) killed by signal %d%s", workers,
+			  WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (60 s watchdog)" : "");
+		cr_assert_eq(WEXITSTATUS(st), 0, "child (%u workers) failed (see its stderr)", workers);
+	}
 }

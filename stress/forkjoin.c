@@ -35,6 +35,11 @@ static void *node(void *arg)
 	STRESS_CHECK(r == 0, "join: %s", weft_strerror(r));
 	r = weft_join(b, &rb);
 	STRESS_CHECK(r == 0, "join: %s", weft_strerror(r));
+	/* Joins are progress too: with WEFT_RT_PARENT_FIRST every leaf runs
+	 * before most joins, and the half-million joins on the way up took
+	 * longer than the watchdog's 60 s in a soak at nice 10 on a machine
+	 * loaded 40 deep, with no leaf left to tick (a false "hang"). */
+	stress_tick();
 	if (depth == 12) {   /* sample the peak now and then (cheap enough here) */
 		uint64_t rss = stress_rss(), p = atomic_load_explicit(&peak_rss, memory_order_relaxed);
 		while (rss > p && !atomic_compare_exchange_weak_explicit(&peak_rss, &p, rss,

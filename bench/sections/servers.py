@@ -332,7 +332,7 @@ def parse_csv(out):
 
 def bench_kv(args, build, say, tmp):
     cpu = last_cpu()
-    n = {1: 200000 if args.full else 20000, 16: 1000000 if args.full else 200000}
+    n = {1: 200000 if args.full else 10000, 16: 1000000 if args.full else 100000}
     res = {"command": f"taskset -c {cpu} redis-benchmark -h 127.0.0.1 -p PORT -t get,set "
                       f"-n N -P K -c 50 -r 100000 -q --csv (N: {n[1]:,} at -P 1, "
                       f"{n[16]:,} at -P 16)",

@@ -133,6 +133,17 @@ static void dump_high_water(FILE *f, const struct weft__stack *s,
 		fprintf(f, " (deepest of %u users of this stack)", users);
 }
 
+/* p points at a task record of rt (caller holds rt->pool_lock). */
+static bool is_task_record(struct weft_rt *rt, const void *p)
+{
+	for (struct weft__slab *sl = rt->slabs; sl; sl = sl->next) {
+		const char *lo = (const char *)sl->tasks, *q = p;
+		if (q >= lo && q < lo + sl->n * sizeof(struct weft_task))
+			return (size_t)(q - lo) % sizeof(struct weft_task) == 0;
+	}
+	return false;
+}
+
 static void dump_rt(struct weft_rt *rt, FILE *f)
 {
 	uint64_t now = weft__coarse_now();
@@ -171,8 +182,12 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 				const char *what = atomic_load_explicit(&t->wait_what, memory_order_relaxed);
 				const void *obj = atomic_load_explicit(&t->wait_obj, memory_order_relaxed);
 				fprintf(f, ", waiting for %s", what ? what : "an event");
-				if (obj && what && !strcmp(what, "join of coroutine"))
-					/* a task record: slabs live as long as rt */
+				if (obj && what && !strcmp(what, "join of coroutine") &&
+				    is_task_record(rt, obj))
+					/* a task record: slabs live as long as rt. what and
+					 * obj are read separately, so obj may belong to
+					 * another wait (a channel, say): dereferenced only
+					 * when it is one of rt's records. */
 					fprintf(f, " %llu", (unsigned long long)
 					        ((const struct weft_task *)obj)->id);
 				else if (obj)

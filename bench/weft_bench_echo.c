@@ -164,6 +164,8 @@ static void server_start(struct server *s)
 		return;
 	}
 	s->log = tmpfile();
+	if (s->log)   /* the server's copies (dup2 below) stay open; ours not in loads */
+		fcntl(fileno(s->log), F_SETFD, FD_CLOEXEC);
 	char port[16];
 	snprintf(port, sizeof port, "%d", s->port);
 	char *argv[8] = { s->path, "--port", port };

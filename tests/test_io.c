@@ -625,8 +625,8 @@ static void *emfile_server(void *p)
 /* One round trip on fd, waiting at most 10 s for the echo. */
 static int echo_once(int fd, int id)
 {
-	char msg[32], back[32];
-	snprintf(msg, sizeof msg, "emfile client %d ..............", id);
+	char msg[48], back[48];
+	snprintf(msg, sizeof msg, "emfile client %d ..............", id & 0xffff);
 	if (weft_send_all(fd, msg, sizeof msg, MSG_NOSIGNAL) != sizeof msg)
 		return -EIO;
 	size_t got = 0;

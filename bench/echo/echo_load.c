@@ -394,6 +394,8 @@ int main(int argc, char **argv)
 	int err = weft_rt_create(&rt, &cfg);
 	if (err) {
 		fprintf(stderr, "echo-load: weft_rt_create: %s\n", weft_strerror(err));
+		free(c);
+		free(h);
 		return 1;
 	}
 	struct run R = { .o = &o, .c = c, .h = h };
@@ -404,6 +406,8 @@ int main(int argc, char **argv)
 			close(c[i].fd);
 	if (err) {
 		fprintf(stderr, "echo-load: weft_rt_run: %s\n", weft_strerror(err));
+		free(c);
+		free(h);
 		return 1;
 	}
 	if (R.err) {

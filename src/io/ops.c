@@ -148,7 +148,11 @@ static int op_begin(struct io_op *io, unsigned opcode, uint64_t timeout_ns, bool
 	uint64_t deadline = 0;
 	if (cancellable) {
 		uint64_t now = weft_now();
-		deadline = weft__wait_deadline(timeout_ns ? now + timeout_ns : 0);
+		/* now + timeout saturates: UINT64_MAX means "as good as never",
+		 * not a wrapped deadline in the past (H4's bad-input finding) */
+		uint64_t own = !timeout_ns ? 0
+		               : timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+		deadline = weft__wait_deadline(own);
 		if (deadline && deadline <= now)
 			return -ETIMEDOUT;
 		if (deadline && !weft__ring_op_supported(ring, IORING_OP_LINK_TIMEOUT))

@@ -367,6 +367,15 @@ int bench_echo_main(int argc, char **argv)
 		}
 		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
 			return echo_usage();
+		static const char *const valued[] = { "--seconds", "--warmup", "--runs", "--workers",
+						       "--hog", "--conns" };
+		int known = 0;
+		for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
+			known |= !strcmp(a, valued[k]);
+		if (!known) {
+			fprintf(stderr, "weft-bench echo: unknown option '%s'\n", a);
+			return echo_usage();
+		}
 		if (i + 1 >= argc) {
 			fprintf(stderr, "weft-bench echo: %s needs a value\n", a);
 			return echo_usage();

@@ -594,6 +594,9 @@ Test(io, cancelled_coroutine_fails_fast_but_closes)
 
 struct emfile {
 	int lfd, want, err;
+	/* Written by the server, polled by the main coroutine, possibly on
+	 * another worker: plain seq_cst atomics (a test; no speed to win). err
+	 * is read only after the join, which orders it. */
 	_Atomic int emfile_seen, accepted;
 };
 

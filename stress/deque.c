@@ -10,9 +10,18 @@
  * would show up the same way. At the end of each round: every item taken
  * exactly once (no loss). Run it also from a -Dsmall_queues=true build
  * (capacity 4), where overflow and steal paths run all the time.
+ *
+ * Never-spuriously-empty probes, after each stampede round: the owner
+ * pushes (never past capacity, so its overflow never consumes) while one
+ * thief steals, so the thief is the only consumer. Then a steal that comes
+ * back empty although the thief saw items before it is a spurious empty
+ * (a lost CAS race with nobody to lose it to, a stale index): it fails at
+ * once. The same for the spawn deque (src/sched/spawnq.h, Chase-Lev): the
+ * owner pushes, never takes, and one thief steals.
  */
 #include "common.h"
 #include "sched/runq.h"
+#include "sched/spawnq.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +111,95 @@ static void *thief(void *arg)
 	return NULL;
 }
 
+/* ------------------------------------------------ spurious-empty probes -- */
+
+static struct weft__runq probe_q, probe_dst;
+static struct weft__spawnq probe_sq;
+static _Atomic unsigned long probe_pushed;   /* items published by the owner */
+static unsigned long probe_n;
+
+static void *probe_owner(void *arg)
+{
+	bool spawnq = arg != NULL;
+	struct weft_task *batch[WEFT__RUNQ_CAP / 2 + 1];
+	pthread_barrier_wait(&start);
+	for (unsigned long i = 0; i < probe_n; i++) {
+		if (spawnq) {
+			while (weft__spawnq_push(&probe_sq, enc(i)) < 0)   /* full: wait */
+				sched_yield();
+		} else {
+			/* Below capacity the push never overflows, so the thief stays
+			 * the only consumer (it only shrinks the queue meanwhile). */
+			while (weft__runq_len(&probe_q) >= WEFT__RUNQ_CAP)
+				sched_yield();
+			unsigned n = weft__runq_push(&probe_q, enc(i), batch);
+			STRESS_CHECK(n == 0, "probe: a push below capacity overflowed %u items", n);
+		}
+		/* release: the thief's acquire sees the push done */
+		atomic_store_explicit(&probe_pushed, i + 1, memory_order_release);
+	}
+	pthread_barrier_wait(&done);
+	return NULL;
+}
+
+static void *probe_thief(void *arg)
+{
+	bool spawnq = arg != NULL;
+	unsigned long got = 0;
+	pthread_barrier_wait(&start);
+	while (got < probe_n) {
+		unsigned long pushed = atomic_load_explicit(&probe_pushed, memory_order_acquire);
+		struct weft_task *t;
+		if (spawnq) {
+			t = weft__spawnq_steal(&probe_sq);
+		} else {
+			t = weft__runq_steal(&probe_q, &probe_dst);
+			if (t) {                    /* the rest of the half it moved */
+				struct weft_task *x;
+				while ((x = weft__runq_pop(&probe_dst))) {
+					take(x, "probe steal batch");
+					got++;
+				}
+			}
+		}
+		if (t) {
+			take(t, spawnq ? "probe spawnq steal" : "probe steal");
+			got++;
+			continue;
+		}
+		/* Empty is only right if everything published was taken. */
+		STRESS_CHECK(pushed <= got, "%s came back empty with %lu of %lu published items "
+		             "not yet taken and no other consumer: spurious empty",
+		             spawnq ? "spawnq steal" : "runq steal", pushed - got, pushed);
+	}
+	pthread_barrier_wait(&done);
+	return NULL;
+}
+
+static void probe_round(bool spawnq)
+{
+	weft__runq_init(&probe_q);
+	weft__runq_init(&probe_dst);
+	weft__spawnq_init(&probe_sq);
+	probe_n = nitems < 20000 ? nitems : 20000;
+	for (unsigned long i = 0; i < probe_n; i++)
+		atomic_store_explicit(&taken[i], 0, memory_order_relaxed);
+	atomic_store_explicit(&probe_pushed, 0, memory_order_relaxed);
+	pthread_barrier_init(&start, NULL, 2);
+	pthread_barrier_init(&done, NULL, 2);
+	pthread_t a, b;
+	pthread_create(&a, NULL, probe_owner, spawnq ? (void *)1 : NULL);
+	pthread_create(&b, NULL, probe_thief, spawnq ? (void *)1 : NULL);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	pthread_barrier_destroy(&start);
+	pthread_barrier_destroy(&done);
+	for (unsigned long i = 0; i < probe_n; i++)
+		STRESS_CHECK(atomic_load_explicit(&taken[i], memory_order_relaxed) == 1,
+		             "probe: item %lu taken %u times", i,
+		             atomic_load_explicit(&taken[i], memory_order_relaxed));
+}
+
 int main(int argc, char **argv)
 {
 	stress_init("deque", argc, argv);
@@ -137,9 +235,12 @@ int main(int argc, char **argv)
 			STRESS_CHECK(atomic_load_explicit(&taken[i], memory_order_relaxed) == 1,
 			             "round %lu: item %lu taken %u times (lost)", rounds, i,
 			             atomic_load_explicit(&taken[i], memory_order_relaxed));
+		probe_round(false);
+		probe_round(true);
 		rounds++;
 	} while (!stress_expired() && rounds < rounds_max);
-	stress_pass("threads=%u items=%lu rounds=%lu cap=%u", nthreads, nitems, rounds, WEFT__RUNQ_CAP);
+	stress_pass("threads=%u items=%lu rounds=%lu cap=%u (+ %lu spurious-empty probe rounds)",
+	            nthreads, nitems, rounds, WEFT__RUNQ_CAP, 2 * rounds);
 	free(queues);
 	free((void *)taken);
 	return 0;

@@ -1159,9 +1159,15 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	if (err)
 		return err;
 
-	struct weft_rt *rt = weft__fault("rt.alloc") ? NULL : calloc(1, sizeof *rt);
+	/* aligned_alloc: struct weft_rt keeps its shared counters on cache
+	 * lines of their own (_Alignas(64)); calloc's 16-byte alignment was
+	 * undefined behaviour (UBSan: "misaligned address ... requires 64 byte
+	 * alignment") and put those counters back on shared lines. */
+	size_t rt_size = (sizeof(struct weft_rt) + 63) & ~(size_t)63;
+	struct weft_rt *rt = weft__fault("rt.alloc") ? NULL : aligned_alloc(64, rt_size);
 	if (!rt)
 		return -ENOMEM;
+	memset(rt, 0, rt_size);
 	rt->nworkers = c.workers ? c.workers : default_workers();
 	rt->flags = c.flags;
 	rt->stack_size = stack_size;

@@ -195,7 +195,8 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 			}
 			if (waiting && atomic_load_explicit(&t->timer.heap, memory_order_relaxed))
 				fprintf(f, " (deadline in %.3f ms)",
-				        ((double)t->timer.deadline - (double)weft_now()) / 1e6);
+				        ((double)__atomic_load_n(&t->timer.deadline, __ATOMIC_RELAXED) -
+				         (double)weft_now()) / 1e6);
 			fprintf(f, ", age %.3f s", (double)(now - t->born) / 1e9);
 			struct weft__stack *stk = stack_sample(t);
 			if (on < 0 && state == WEFT__T_PARKED && stk)

@@ -1342,7 +1342,9 @@ static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, v
 	atomic_store_explicit(&t->wait, t->wait_seq << 1, memory_order_relaxed);
 	atomic_store_explicit(&t->timer.heap, NULL, memory_order_relaxed);
 	atomic_store_explicit(&t->refs, joinable ? 2 : 1, memory_order_relaxed);
-	atomic_store_explicit(&t->alive, 1, memory_order_relaxed);
+	/* release: weft_dump's acquire load of alive then sees id, name and
+	 * born as written above */
+	atomic_store_explicit(&t->alive, 1, memory_order_release);
 	atomic_store_explicit(&t->state, WEFT__T_RUNNABLE, memory_order_relaxed);
 	/* seq_cst on both: pairs with weft_rt_destroy, which sets shutdown and
 	 * then counts live tasks; a task it does not count starts cancelled. */
@@ -1506,7 +1508,9 @@ int weft__wait_begin(struct weft__waiter *wt, uint64_t deadline, unsigned flags)
 		return -ECANCELED;
 	}
 	if (deadline) {
-		t->timer.deadline = deadline;
+		/* relaxed atomic store: weft_dump samples it from another thread
+		 * (a TSan report); the heap reads it under its lock after add */
+		__atomic_store_n(&t->timer.deadline, deadline, __ATOMIC_RELAXED);
 		t->timer.fire = wait_timer_fire;
 		int err = weft__fault("wait.timer_add") ? -ENOMEM
 		          : weft__timer_add(&w->timers, &t->timer);

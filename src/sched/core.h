@@ -84,6 +84,7 @@ enum weft__action {
 #define WEFT__INJECT_EVERY 61       /* ticks between fairness checks           */
 #define WEFT__DRAIN_BATCH 32        /* overflow drained per inject-lock hold   */
 #define WEFT__TIMER_HOSTAGE_NS 1000000 /* others fire a worker's timers this late */
+#define WEFT__STACK_COLOURS 16      /* stack tops offset 0..15 cache lines    */
 #define WEFT__TASK_CACHE 128        /* free task records kept per worker       */
 
 /* Worker counters: written by the owner with a relaxed load and store (no

@@ -1,5 +1,6 @@
 /* Shared plumbing of the stress programs; see common.h. */
 #include "common.h"
+#include "weft.h"
 
 #include <dirent.h>
 #include <getopt.h>
@@ -125,6 +126,10 @@ static void *watchdog(void *arg)
 		if (now - since > stall || now > deadline_ns + 4 * stall) {
 			if (stress_watchdog_note)
 				stress_watchdog_note();
+			/* What every coroutine waits for: the first thing to read
+			 * when a run hangs. */
+			fprintf(stderr, "%s: watchdog: coroutines at the stall:\n", stress.name);
+			weft_dump(stderr);
 			stress_fail("no progress for %.0f s (progress counter %" PRIu64 "): hang or lost wake-up",
 			            (double)(now - since) / 1e9, p);
 		}

@@ -37,6 +37,21 @@
  *   decrement (one release sequence), and its release publishes io_op.drain
  *   to the callback that sees DRAIN.
  *
+ *   A cancel that misses: ASYNC_CANCEL answers -ENOENT when it cannot find
+ *   the op at that instant, and that is not proof the op is over. Found by
+ *   stress/iocancel (a soak hang, ~1 run in 3 of 10 s): a recv/read with a
+ *   linked timeout, cancelled, got -ENOENT from both the cancel and its own
+ *   timeout and no CQE of its own, ever; the same cancel sent again found it
+ *   at once. (The op was between a poll wake-up and its retry, which under
+ *   DEFER_TASKRUN waits for the owner's next entry into the kernel.) So the
+ *   main CQE's callback sets MAIN_SEEN, and a cancel answered -ENOENT before
+ *   it is tried again: its count slot passes to an IORING_OP_TIMEOUT (1 ms,
+ *   doubling to 1 s) whose callback cancels again unless MAIN_SEEN is set by
+ *   then (the op had completed and its CQE was still on the way). Both go
+ *   through weft__ring_call, since a callback may run on a rescuer (ring.c),
+ *   which may not submit; io_op.call is free then (each use of it ran before
+ *   the CQE that makes the next one).
+ *
  * Deadlines: the nearer of a _timeout call's own timeout and the coroutine's
  * region deadline (weft_deadline_set, via weft__wait_deadline) becomes an
  * absolute IORING_OP_LINK_TIMEOUT linked to the op; when it fires the op ends
@@ -64,18 +79,22 @@
 
 #define COUNT_MASK 0xffffu
 #define DRAIN      0x10000u
+#define MAIN_SEEN  0x20000u        /* the op's own CQE has been reaped */
 #define RW_MAX     0x7ffff000u     /* what Linux moves in one read/write at most */
 
 struct io_op {
 	struct weft__ring_op main;     /* the operation's CQE         */
 	struct weft__ring_op tmo;      /* its linked timeout's CQE    */
 	struct weft__ring_op cancel;   /* the ASYNC_CANCEL's CQE      */
+	struct weft__ring_op retry;    /* the pause before a re-cancel */
 	struct weft__waiter wait;      /* cancellable; immutable once submitted */
 	struct weft__waiter drain;     /* non-cancellable, after a cancel       */
 	struct weft__remote_call call; /* submits the cancel on ring's owner    */
 	struct weft__ring *ring;       /* where the SQEs went                   */
 	struct __kernel_timespec ts;   /* absolute CLOCK_MONOTONIC deadline, read
 	                                  by the kernel at submit                 */
+	struct __kernel_timespec rts;  /* the re-cancel pause (relative)        */
+	unsigned retries;              /* cancels answered -ENOENT too early    */
 	bool timed;                    /* a LINK_TIMEOUT follows the op         */
 	_Atomic uint32_t state;        /* outstanding CQEs | DRAIN              */
 	int res;                       /* main CQE's res                        */
@@ -103,6 +122,9 @@ static void main_cb(struct weft__ring_op *op, int res, uint32_t flags)
 {
 	struct io_op *io = OP_OF(op, main);
 	io->res = res;
+	/* relaxed: a hint for cancel_cb/retry_cb, which only decide whether to
+	 * cancel once more; our decrement below still counts the CQE. */
+	atomic_fetch_or_explicit(&io->state, MAIN_SEEN, memory_order_relaxed);
 	cqe_done(io);
 }
 
@@ -111,13 +133,6 @@ static void tmo_cb(struct weft__ring_op *op, int res, uint32_t flags)
 	struct io_op *io = OP_OF(op, tmo);
 	io->tres = res;
 	cqe_done(io);
-}
-
-static void cancel_cb(struct weft__ring_op *op, int res, uint32_t flags)
-{
-	/* 0, -ENOENT (already done) or -EALREADY (running): in every case the
-	 * op's own CQE comes (or came) by itself; we only count this one. */
-	cqe_done(OP_OF(op, cancel));
 }
 
 static void prep_cancel(struct io_op *io)
@@ -131,6 +146,52 @@ static void prep_cancel(struct io_op *io)
 static void remote_cancel(struct weft__remote_call *c)
 {
 	prep_cancel((struct io_op *)((char *)c - offsetof(struct io_op, call)));
+}
+
+/* Runs on io->ring's owner: the pause before cancelling again. */
+static void remote_retry(struct weft__remote_call *c)
+{
+	struct io_op *io = (struct io_op *)((char *)c - offsetof(struct io_op, call));
+	unsigned ms = io->retries < 10 ? 1u << io->retries : 1000u;
+	io->retries++;
+	io->rts.tv_sec = ms / 1000;
+	io->rts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	struct io_uring_sqe *sqe = weft__ring_sqe(io->ring);
+	io_uring_prep_timeout(sqe, &io->rts, 0, 0);
+	weft__ring_set_op(sqe, &io->retry);
+}
+
+/* Whether the op's own CQE has been reaped. A hint: a miss costs one more
+ * cancel (-ENOENT again, or it cancels nothing). acquire: when the bit is
+ * seen through main_cb's acq_rel decrement, io->res is visible too. */
+static bool main_seen(struct io_op *io)
+{
+	return atomic_load_explicit(&io->state, memory_order_acquire) & MAIN_SEEN;
+}
+
+static void cancel_cb(struct weft__ring_op *op, int res, uint32_t flags)
+{
+	struct io_op *io = OP_OF(op, cancel);
+	/* 0 or -EALREADY (running): the op's own CQE comes by itself. -ENOENT
+	 * with that CQE not seen yet: maybe over, maybe missed (see the top of
+	 * the file): try again shortly. This CQE's count slot passes on. */
+	if (res == -ENOENT && !main_seen(io)) {
+		io->call.fn = remote_retry;
+		weft__ring_call(io->ring, &io->call);
+		return;
+	}
+	cqe_done(io);
+}
+
+static void retry_cb(struct weft__ring_op *op, int res, uint32_t flags)
+{
+	struct io_op *io = OP_OF(op, retry);
+	if (main_seen(io)) {
+		cqe_done(io);               /* it had completed: nothing to cancel */
+		return;
+	}
+	io->call.fn = remote_cancel;        /* the slot passes to the new cancel */
+	weft__ring_call(io->ring, &io->call);
 }
 
 /* Open the wait and hand out the op's SQE. Returns 0 or -errno with nothing
@@ -168,6 +229,8 @@ static int op_begin(struct io_op *io, unsigned opcode, uint64_t timeout_ns, bool
 	io->main.cb = main_cb;
 	io->tmo.cb = tmo_cb;
 	io->cancel.cb = cancel_cb;
+	io->retry.cb = retry_cb;
+	io->retries = 0;
 	io->ring = ring;
 	io->res = 0;
 	io->tres = 0;
@@ -194,6 +257,7 @@ static void op_cancel_drain(struct io_op *io)
 		io->call.fn = remote_cancel;
 		weft__ring_call(io->ring, &io->call);
 	}
+	weft__wait_describe("the kernel to let go of a cancelled I/O op", NULL);
 	int err = weft__wait_begin(&io->drain, 0, 0);
 	(void)err;   /* not cancellable, no deadline, in a coroutine: cannot fail */
 	/* acq_rel: release publishes io->drain to the callback that empties the

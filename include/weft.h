@@ -65,6 +65,21 @@ struct weft_config {
  *  depth instead of its width. */
 #define WEFT_RT_PARENT_FIRST 0x1u
 
+/** Hostage rescue flag. A coroutine that runs for milliseconds without
+ *  switching holds its worker's io_uring: only that thread submits to it and,
+ *  on kernels with DEFER_TASKRUN or COOP_TASKRUN, only it makes completions
+ *  visible. The runtime's monitor then sends the worker thread SIGURG (as Go
+ *  does for preemption); the handler submits the ring's prepared SQEs and
+ *  posts its completions, and the monitor reaps them, so the coroutines
+ *  waiting on them run on other workers. The handler is installed on first
+ *  use, with SA_RESTART, and passes SIGURGs it did not ask for to the handler
+ *  it replaced. A system call made directly by the hogging coroutine may then
+ *  fail with EINTR where SA_RESTART does not apply (nanosleep, poll, ...).
+ *  With this flag no signal is sent: the monitor still reaps completions
+ *  already posted, but those the kernel keeps for the owner wait for the
+ *  coroutine to switch. */
+#define WEFT_RT_NO_RESCUE_SIGNAL 0x2u
+
 /**
  * Create a runtime and start its workers. cfg may be NULL (all defaults).
  * Not callable from inside a coroutine. Returns 0, -EINVAL (bad config),
@@ -236,6 +251,9 @@ struct weft_worker_stats {
 	uint64_t io_sq_full;    /* SQ full when an SQE was wanted: submitted early    */
 	uint64_t io_cq_overflow;/* reaps that found the kernel's CQ overflow flag set
 	                           (completions kept by the kernel, none lost)        */
+	uint64_t io_rescued;    /* CQEs the runtime's monitor reaped for this worker
+	                           while a coroutine held it without switching (in
+	                           io_cqes too; see WEFT_RT_NO_RESCUE_SIGNAL)          */
 };
 
 /** Runtime-wide view: the sum over workers, plus live coroutines. */
@@ -253,7 +271,7 @@ struct weft_stats {
 WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
                            struct weft_worker_stats *per_worker, unsigned n);
 /** One line of text with every total ("workers=2 live=3 switches=... io=...
- *  sqes=... cqes=... enters=... sqfull=... cqoverflow=..."); returns its
+ *  sqes=... cqes=... enters=... sqfull=... cqoverflow=... rescued=..."); returns its
  *  length (snprintf's convention), or -EINVAL when s is NULL. */
 WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len);
 

@@ -763,3 +763,110 @@ Test(io, accept_emfile_then_keeps_serving)
 		cr_assert_eq(WEXITSTATUS(st), 0, "child (%u workers) failed (see its stderr)", workers);
 	}
 }
+
+/* ------------------------------------------------------ hostage rescue --- */
+
+/*
+ * A coroutine that spins without switching holds its worker's ring: only that
+ * thread submits and (DEFER_TASKRUN) posts completions. The monitor rescues
+ * them (WEFT_RT_NO_RESCUE_SIGNAL in weft.h). The reader parks with its SQE
+ * prepared but not yet submitted (no scheduling round ran since), then the
+ * hog takes the worker; the byte is already in the pipe.
+ */
+struct hostage {
+	weft_rt *rt;
+	int fds[2];
+	_Atomic int got;              /* the reader's result, once it ran      */
+	_Atomic int stop;             /* the hog may return                    */
+	uint64_t rescued_seen;        /* io_rescued when the hog stopped       */
+	int got_while_hog;            /* 2 workers: the reader ran meanwhile   */
+	uint64_t spin_ns;             /* the hog's bound                       */
+};
+
+static void *hostage_reader(void *p)
+{
+	struct hostage *h = p;
+	char c = 0;
+	ssize_t n = weft_read(h->fds[0], &c, 1, -1);
+	atomic_store(&h->got, n == 1 && c == 'x' ? 1 : -1);
+	return NULL;
+}
+
+/* Spins (no switch) until the condition or spin_ns passes. */
+static void *hostage_hog(void *p)
+{
+	struct hostage *h = p;
+	uint64_t end = weft_now() + h->spin_ns;
+	struct weft_stats st = { 0 };
+	while (weft_now() < end) {
+		if (weft_rt_stats(h->rt, &st, NULL, 0) == 0 && st.total.io_rescued && atomic_load(&h->stop))
+			break;
+		if (atomic_load(&h->got))
+			break;
+	}
+	weft_rt_stats(h->rt, &st, NULL, 0);
+	h->rescued_seen = st.total.io_rescued;
+	h->got_while_hog = atomic_load(&h->got);
+	return NULL;
+}
+
+static void *hostage_main(void *p)
+{
+	struct hostage *h = p;
+	weft_task *r, *g;
+	/* child-first: the reader runs at once, prepares its SQE and parks */
+	CHECK(weft_spawn(&r, hostage_reader, h) == 0, "spawn reader");
+	CHECK(write(h->fds[1], "x", 1) == 1, "write: %s", strerror(errno));
+	CHECK(weft_spawn(&g, hostage_hog, h) == 0, "spawn hog");
+	CHECK(weft_join(g, NULL) == 0 && weft_join(r, NULL) == 0, "join");
+	return NULL;
+}
+
+static void hostage_run(unsigned workers, unsigned flags, struct hostage *h)
+{
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = workers, .flags = flags };
+	int err = weft_rt_create(&rt, &cfg);
+	if (err == -EPERM || err == -ENOSYS)
+		cr_skip_test("no io_uring here");
+	cr_assert_eq(err, 0, "weft_rt_create: %s", weft_strerror(err));
+	h->rt = rt;
+	cr_assert_eq(pipe(h->fds), 0);
+	void *ret = (void *)1;
+	cr_assert_eq(weft_rt_run(rt, hostage_main, h, &ret), 0);
+	cr_assert_null(ret, "hostage_main failed (see stderr)");
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	close(h->fds[0]);
+	close(h->fds[1]);
+	cr_assert_eq(atomic_load(&h->got), 1, "the reader did not read its byte");
+}
+
+/* One worker: nobody but the monitor can get the completion out while the
+ * hog runs; the hog stops as soon as the stats show the rescue (20 s bound). */
+Test(io, hog_worker_completions_are_rescued, .timeout = 60)
+{
+	struct hostage h = { .spin_ns = 20 * SEC };
+	atomic_store(&h.stop, 1);
+	hostage_run(1, 0, &h);
+	cr_assert_geq(h.rescued_seen, 1, "no completion was rescued in 20 s of hogging");
+	cr_assert_eq(h.got_while_hog, 0, "one worker, held by the hog: the reader cannot have run");
+}
+
+/* Two workers: the reader, whose SQE sits on the held worker's ring, runs on
+ * the other worker while the hog still spins (the hog stops when it sees it). */
+Test(io, hog_worker_reader_runs_elsewhere_meanwhile, .timeout = 60)
+{
+	struct hostage h = { .spin_ns = 20 * SEC };
+	hostage_run(2, 0, &h);
+	cr_assert_eq(h.got_while_hog, 1, "the reader did not run while the hog held its worker (20 s)");
+}
+
+/* WEFT_RT_NO_RESCUE_SIGNAL: no SIGURG, so the SQE the reader prepared stays
+ * unsubmitted while the hog spins (300 ms) and nothing can be rescued; the
+ * read completes after. A rescue here would mean a signal was sent. */
+Test(io, hog_no_rescue_signal_flag_sends_none, .timeout = 60)
+{
+	struct hostage h = { .spin_ns = 300 * MS };
+	hostage_run(1, WEFT_RT_NO_RESCUE_SIGNAL, &h);
+	cr_assert_eq(h.rescued_seen, 0, "a completion was rescued without the signal");
+}

@@ -144,24 +144,27 @@ static void *pipe_io(void *arg)
 	/* (Not io_completions: the scheduler adds a reap's callbacks after they
 	 * ran, so the woken reader, on the other worker, may look first. The
 	 * ring counts each CQE before running its callback.) */
-	uint64_t sq = 0, cq = 0, en = 0, full = 0, ovf = 0;
+	uint64_t sq = 0, cq = 0, en = 0, full = 0, ovf = 0, resc = 0;
 	for (unsigned i = 0; i < st.workers; i++) {
 		sq += per[i].io_sqes;
 		cq += per[i].io_cqes;
 		en += per[i].io_enters;
 		full += per[i].io_sq_full;
 		ovf += per[i].io_cq_overflow;
+		resc += per[i].io_rescued;
 	}
 	/* one read of each worker feeds both views, so they agree exactly */
 	CHECK(sq == st.total.io_sqes && cq == st.total.io_cqes && en == st.total.io_enters);
 	CHECK(full == st.total.io_sq_full && ovf == st.total.io_cq_overflow);
+	CHECK(resc == st.total.io_rescued && st.total.io_rescued <= st.total.io_cqes);
 
 	char line[512], want[160];
 	CHECK(weft_stats_format(&st, line, sizeof line) > 0);
-	snprintf(want, sizeof want, "sqes=%llu cqes=%llu enters=%llu sqfull=%llu cqoverflow=%llu",
+	snprintf(want, sizeof want,
+	         "sqes=%llu cqes=%llu enters=%llu sqfull=%llu cqoverflow=%llu rescued=%llu",
 	         (unsigned long long)st.total.io_sqes, (unsigned long long)st.total.io_cqes,
 	         (unsigned long long)st.total.io_enters, (unsigned long long)st.total.io_sq_full,
-	         (unsigned long long)st.total.io_cq_overflow);
+	         (unsigned long long)st.total.io_cq_overflow, (unsigned long long)st.total.io_rescued);
 	CHECK(strstr(line, want) != NULL);
 	return NULL;
 }

@@ -137,9 +137,11 @@ static void tmo_cb(struct weft__ring_op *op, int res, uint32_t flags)
 
 static void prep_cancel(struct io_op *io)
 {
+	weft__ring_hold(io->ring);          /* filling an SQE: see ring.h */
 	struct io_uring_sqe *sqe = weft__ring_sqe(io->ring);
 	io_uring_prep_cancel(sqe, &io->main, 0);
 	weft__ring_set_op(sqe, &io->cancel);
+	weft__ring_release(io->ring);
 }
 
 /* Runs on io->ring's owner (weft__ring_call). */
@@ -156,9 +158,11 @@ static void remote_retry(struct weft__remote_call *c)
 	io->retries++;
 	io->rts.tv_sec = ms / 1000;
 	io->rts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	weft__ring_hold(io->ring);
 	struct io_uring_sqe *sqe = weft__ring_sqe(io->ring);
 	io_uring_prep_timeout(sqe, &io->rts, 0, 0);
 	weft__ring_set_op(sqe, &io->retry);
+	weft__ring_release(io->ring);
 }
 
 /* Whether the op's own CQE has been reaped. A hint: a miss costs one more
@@ -194,7 +198,8 @@ static void retry_cb(struct weft__ring_op *op, int res, uint32_t flags)
 	weft__ring_call(io->ring, &io->call);
 }
 
-/* Open the wait and hand out the op's SQE. Returns 0 or -errno with nothing
+/* Open the wait and hand out the op's SQE, holding the ring (op_wait
+ * releases it once the SQEs are filled). Returns 0 or -errno with nothing
  * to undo. */
 static int op_begin(struct io_op *io, unsigned opcode, uint64_t timeout_ns, bool cancellable,
 		    const char *what, struct io_uring_sqe **sqe_out)
@@ -235,6 +240,9 @@ static int op_begin(struct io_op *io, unsigned opcode, uint64_t timeout_ns, bool
 	io->res = 0;
 	io->tres = 0;
 	atomic_init(&io->state, io->timed ? 2 : 1);
+	/* Held from here until op_wait has filled the last SQE: a rescue
+	 * signal must not submit a half-filled one (ring.h, weft__ring_hold). */
+	weft__ring_hold(ring);
 	weft__ring_reserve(ring, io->timed ? 2 : 1);
 	struct io_uring_sqe *sqe = weft__ring_sqe(ring);
 	*sqe_out = sqe;
@@ -279,6 +287,7 @@ static int op_wait(struct io_op *io, struct io_uring_sqe *sqe)
 		io_uring_prep_link_timeout(t, &io->ts, IORING_TIMEOUT_ABS);
 		weft__ring_set_op(t, &io->tmo);
 	}
+	weft__ring_release(io->ring);       /* held since op_begin */
 	int r = weft__wait_park(&io->wait, NULL, NULL);
 	if (r != 0) {
 		op_cancel_drain(io);

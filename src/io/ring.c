@@ -62,8 +62,36 @@
  * would remove that thread's own registration. The gain (one fdget per
  * enter) is not worth the trap.
  *
- * Callbacks run on the owner with the CQE already consumed; they may prepare
- * SQEs (weft__ring_sqe) but must not call weft__ring_poll/wait.
+ * Callbacks run with the CQE already consumed, on the owner, where they may
+ * prepare SQEs (weft__ring_sqe) but must not call weft__ring_poll/wait, or on
+ * a rescuer (below), where they must be safe on any thread (ops.c's are:
+ * atomics and weft__wait_claim_wake).
+ *
+ * Rescue. A coroutine that runs for long without switching holds its worker,
+ * and with it the ring: only the owner submits (SINGLE_ISSUER), under
+ * DEFER_TASKRUN (and COOP_TASKRUN) completions stay in the kernel as task
+ * work until the owner enters it, and only the owner reaps. The runtime's
+ * monitor gets them out:
+ *   1. weft__ring_hostage() tells it something waits: CQEs in the CQ (its
+ *      tail and head are atomics), or work only the owner can move on
+ *      (busy_hint: SQEs pending or ops in flight; or the kernel's TASKRUN
+ *      flag).
+ *   2. For the latter it signals the owner's thread. The handler calls
+ *      weft__ring_flush_signal(): one io_uring_enter that submits what is
+ *      prepared and runs the deferred task work, so the CQEs are posted. It
+ *      is safe because the handler runs on the owner's own thread and does
+ *      nothing while owner_depth > 0: the owner holds the ring (a counter,
+ *      with compiler barriers) around all ring code and around every stretch
+ *      in which it fills SQEs, so the handler finds the ring state whole
+ *      (no half-filled SQE, no counter mid-update, no enter under way).
+ *   3. weft__ring_rescue(), on the monitor's thread, consumes CQEs and runs
+ *      their callbacks. CQ consumption (copying CQEs, advancing the head) is
+ *      done under cq_busy by the owner and the rescuer alike, so each CQE is
+ *      taken once; callbacks run outside it. The rescuer stops at the first
+ *      wake or eventfd-poll CQE: those need the owner (wake_pending is the
+ *      owner's to clear, a one-shot poll is re-armed through the SQ). It
+ *      cannot touch `inflight` (owner-only): it adds the final CQEs it took
+ *      to `rescued`, which the owner takes off inflight under cq_busy.
  */
 #include "io/ring.h"
 #include "debug_hooks.h"
@@ -76,6 +104,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sched.h>
 #include <unistd.h>
 
 _Static_assert(_Alignof(struct weft__ring_op) >= 8,
@@ -113,6 +142,33 @@ void weft__ring_stats_read(const struct weft__ring *r, struct weft__ring_stats_s
 	o->enters = atomic_load_explicit(&r->stats.enters, memory_order_relaxed);
 	o->sq_full = atomic_load_explicit(&r->stats.sq_full, memory_order_relaxed);
 	o->cq_overflow = atomic_load_explicit(&r->stats.cq_overflow, memory_order_relaxed);
+	o->rescued = atomic_load_explicit(&r->stats.rescued, memory_order_relaxed);
+	o->cqes += o->rescued;      /* reaped is reaped, whoever did it */
+}
+
+/* Owner, after pending or inflight changed: the mirror other threads read.
+ * relaxed: a hint for the monitor's decision to rescue, nothing published. */
+static inline void hint(struct weft__ring *r)
+{
+	atomic_store_explicit(&r->busy_hint, r->pending + r->inflight, memory_order_relaxed);
+}
+
+/* CQ consumption lock (see Rescue at the top). acquire/release: the CQE
+ * copies and head advance of one holder happen before the next holder's.
+ * The owner spins: a rescuer holds it only to copy up to REAP_BATCH CQEs. */
+static inline bool cq_try(struct weft__ring *r)
+{
+	return !atomic_exchange_explicit(&r->cq_busy, true, memory_order_acquire);
+}
+static inline void cq_lock(struct weft__ring *r)
+{
+	while (!cq_try(r))
+		while (atomic_load_explicit(&r->cq_busy, memory_order_relaxed))
+			sched_yield();      /* the rescuer may have been preempted */
+}
+static inline void cq_unlock(struct weft__ring *r)
+{
+	atomic_store_explicit(&r->cq_busy, false, memory_order_release);
 }
 
 static int ring_get_events(struct weft__ring *r)
@@ -166,6 +222,7 @@ static void account(struct weft__ring *r, unsigned before)
 		r->inflight += r->pending;
 		r->pending = 0;
 		r->ipending = 0;
+		hint(r);
 		return;
 	}
 	unsigned u = done < r->pending ? done : r->pending;
@@ -173,6 +230,7 @@ static void account(struct weft__ring *r, unsigned before)
 	r->inflight += u;
 	done -= u;
 	r->ipending -= done < r->ipending ? done : r->ipending;
+	hint(r);
 }
 
 static int ring_submit(struct weft__ring *r, bool getevents)
@@ -246,6 +304,7 @@ struct io_uring_sqe *weft__ring_sqe(struct weft__ring *r)
 {
 	struct io_uring_sqe *sqe = ring_get_sqe(r);
 	r->pending++;
+	hint(r);
 	return sqe;
 }
 
@@ -406,6 +465,13 @@ static int ring_reap(struct weft__ring *r)
 	for (int rounds = 0; rounds < 1 << 16; rounds++) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
+		cq_lock(r);
+		/* relaxed: cq_busy's acquire ordered the rescuer's add before us */
+		unsigned took = atomic_exchange_explicit(&r->rescued, 0, memory_order_relaxed);
+		if (took) {
+			r->inflight -= took < r->inflight ? took : r->inflight;
+			hint(r);
+		}
 		io_uring_for_each_cqe(&r->uring, head, cqe) {
 			batch[n].ud = cqe->user_data;
 			batch[n].res = cqe->res;
@@ -413,6 +479,10 @@ static int ring_reap(struct weft__ring *r)
 			if (++n == REAP_BATCH)
 				break;
 		}
+		/* Consume before calling back: a callback may prepare SQEs, and an
+		 * SQ-full submit inside it may reap again. */
+		io_uring_cq_advance(&r->uring, n);
+		cq_unlock(r);
 		if (n == 0) {
 			/* Overflowed CQEs wait in the kernel: GETEVENTS flushes them. */
 			if (!(ring_kflags(r) & IORING_SQ_CQ_OVERFLOW))
@@ -425,9 +495,6 @@ static int ring_reap(struct weft__ring *r)
 				break;
 			continue;
 		}
-		/* Consume before calling back: a callback may prepare SQEs, and an
-		 * SQ-full submit inside it may reap again. */
-		io_uring_cq_advance(&r->uring, n);
 		RSTAT_ADD(r, cqes, n);
 		for (unsigned i = 0; i < n; i++) {
 			uint64_t ud = batch[i].ud;
@@ -436,8 +503,10 @@ static int ring_reap(struct weft__ring *r)
 				continue;
 			}
 			struct weft__ring_op *op = (struct weft__ring_op *)(uintptr_t)ud;
-			if (!(batch[i].flags & IORING_CQE_F_MORE) && r->inflight > 0)
+			if (!(batch[i].flags & IORING_CQE_F_MORE) && r->inflight > 0) {
 				r->inflight--;
+				hint(r);
+			}
 			op->cb(op, batch[i].res, batch[i].flags);
 			ran++;
 		}
@@ -452,6 +521,7 @@ static int ring_reap(struct weft__ring *r)
 
 int weft__ring_poll(struct weft__ring *r)
 {
+	weft__ring_hold(r);
 	if (r->pending || r->ipending) {
 		/* GETEVENTS too: under DEFER_TASKRUN that is what posts completions. */
 		ring_submit(r, r->inflight != 0 || (r->flags & IORING_SETUP_DEFER_TASKRUN));
@@ -466,7 +536,9 @@ int weft__ring_poll(struct weft__ring *r)
 	} else if (ring_kflags(r) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) {
 		ring_get_events(r);
 	}
-	return ring_reap(r);
+	int ran = ring_reap(r);
+	weft__ring_release(r);
+	return ran;
 }
 
 int weft__ring_wait(struct weft__ring *r, int64_t timeout_ns)
@@ -495,12 +567,14 @@ int weft__ring_wait(struct weft__ring *r, int64_t timeout_ns)
 		.tv_nsec = timeout_ns % 1000000000,
 	};
 	struct io_uring_cqe *cqe = NULL;
+	weft__ring_hold(r);
 	unsigned before = io_uring_sq_ready(&r->uring);
 	RSTAT_ADD(r, enters, 1);   /* waits for one CQE: always enters */
 	int ret = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1,
 						   timeout_ns < 0 ? NULL : &ts, NULL);
 	account(r, before);
 	int ran = ring_reap(r);
+	weft__ring_release(r);
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
 		return ran ? ran : ret;
 	return ran;
@@ -516,16 +590,100 @@ void weft__ring_wake(struct weft__ring *from, struct weft__ring *to)
 	if (atomic_exchange_explicit(&to->wake_pending, 1, memory_order_seq_cst))
 		return;
 	if (from && from->has_msg_ring) {
+		weft__ring_hold(from);
 		struct io_uring_sqe *sqe = internal_sqe(from);
 		io_uring_prep_msg_ring(sqe, to->uring.ring_fd, 0, TAG_WAKE, 0);
 		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)to | TAG_SENT);
 		if (from->cqe_skip)
 			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 		int ret = ring_submit(from, false);
+		weft__ring_release(from);
 		if (ret >= 0)
 			return;
 		/* Not submitted: it stays in from's SQ and goes with the next
 		 * submit; wake by eventfd now too (a spurious wake is harmless). */
 	}
 	write_eventfd(to->wake_fd);
+}
+
+/* ------------------------------------------------------------ rescue --- */
+
+unsigned weft__ring_hostage(struct weft__ring *r)
+{
+	/* acquire on the kernel's tail (CQEs written before it); relaxed on
+	 * the head, which the owner or a rescuer moves: a sample either way.
+	 * (liburing's io_uring_cq_ready reads the head non-atomically.) */
+	if (__atomic_load_n(r->uring.cq.ktail, __ATOMIC_ACQUIRE) !=
+	    __atomic_load_n(r->uring.cq.khead, __ATOMIC_RELAXED))
+		return WEFT__HOSTAGE_CQ;
+	/* relaxed: a hint (see hint()); the kernel's flags word likewise. */
+	if (atomic_load_explicit(&r->busy_hint, memory_order_relaxed) ||
+	    (ring_kflags(r) & IORING_SQ_TASKRUN))
+		return WEFT__HOSTAGE_OWNER;
+	return 0;
+}
+
+bool weft__ring_flush_signal(struct weft__ring *r)
+{
+	if (r->owner_depth)
+		return false;           /* interrupted in ring code: it moves on itself */
+	/* Whole ring state (see Rescue): submitting here is what the owner's
+	 * next poll would do. Under DEFER_TASKRUN/COOP_TASKRUN the enter with
+	 * GETEVENTS also runs the deferred completions; a plain ring posts them
+	 * without us, so only pending SQEs need an enter there. */
+	bool deferred = r->flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN);
+	if (r->pending || r->ipending || deferred) {
+		weft__ring_hold(r);
+		ring_submit(r, deferred);
+		weft__ring_release(r);
+	}
+	return true;
+}
+
+int weft__ring_rescue(struct weft__ring *r)
+{
+	struct { uint64_t ud; int32_t res; uint32_t flags; } batch[REAP_BATCH];
+	int ran = 0;
+	/* Bounded: a rescue is a stop-gap; whatever is left, the next one or
+	 * the owner takes. */
+	for (int rounds = 0; rounds < 64; rounds++) {
+		if (!cq_try(r))
+			return ran;         /* the owner is reaping: nothing is hostage */
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0, fin = 0;
+		io_uring_for_each_cqe(&r->uring, head, cqe) {
+			uint64_t ud = cqe->user_data;
+			if ((ud & TAG_MASK) && (ud & TAG_MASK) != TAG_SENT)
+				break;          /* a wake or the eventfd poll: the owner's */
+			batch[n].ud = ud;
+			batch[n].res = cqe->res;
+			batch[n].flags = cqe->flags;
+			if (!(ud & TAG_MASK) && !(cqe->flags & IORING_CQE_F_MORE))
+				fin++;
+			if (++n == REAP_BATCH)
+				break;
+		}
+		io_uring_cq_advance(&r->uring, n);
+		/* relaxed: read by the owner under cq_busy, whose release/acquire
+		 * orders this add before the owner's exchange. */
+		if (fin)
+			atomic_fetch_add_explicit(&r->rescued, fin, memory_order_relaxed);
+		cq_unlock(r);
+		if (n == 0)
+			return ran;
+		/* relaxed RMW: rescuers are the only writers of this counter. */
+		atomic_fetch_add_explicit(&r->stats.rescued, n, memory_order_relaxed);
+		for (unsigned i = 0; i < n; i++) {
+			if (batch[i].ud & TAG_MASK) {
+				internal_cqe(r, batch[i].ud, batch[i].res, batch[i].flags);  /* TAG_SENT only: any thread */
+				continue;
+			}
+			struct weft__ring_op *op = (struct weft__ring_op *)(uintptr_t)batch[i].ud;
+			op->cb(op, batch[i].res, batch[i].flags);
+			ran++;
+		}
+		if (n < REAP_BATCH)
+			return ran;
+	}
+	return ran;
 }

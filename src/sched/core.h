@@ -148,6 +148,10 @@ struct weft__worker {
 	struct weft__ring ring;
 	_Alignas(64) struct weft__remote_call *_Atomic calls;  /* MPSC stack     */
 	_Atomic uint32_t parked;          /* about to wait / waiting in its ring  */
+	/* Hostage rescue (runtime.c, rescue_ring): the monitor asks, the
+	 * SIGURG handler on this worker's thread answers. */
+	_Atomic uint32_t rescue_req;      /* 1: the next SIGURG here is ours      */
+	_Atomic uint32_t rescue_acks;     /* handler runs that flushed the ring   */
 	bool in_idle;                     /* under rt->idle_lock                  */
 	bool woken_searching;             /* under rt->idle_lock                  */
 };

@@ -28,6 +28,7 @@ static void stats_read(struct weft__worker *w, struct weft_worker_stats *o)
 	o->io_enters = rs.enters;
 	o->io_sq_full = rs.sq_full;
 	o->io_cq_overflow = rs.cq_overflow;
+	o->io_rescued = rs.rescued;
 }
 
 WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
@@ -54,6 +55,7 @@ WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
 		t->io_sqes += ws.io_sqes; t->io_cqes += ws.io_cqes;
 		t->io_enters += ws.io_enters; t->io_sq_full += ws.io_sq_full;
 		t->io_cq_overflow += ws.io_cq_overflow;
+		t->io_rescued += ws.io_rescued;
 	}
 	return 0;
 }
@@ -66,7 +68,7 @@ WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len
 	return snprintf(buf, len,
 	                "workers=%u live=%llu switches=%llu spawns=%llu steals=%llu/%llu "
 	                "parks=%llu wakes=%llu inject=%llu/%llu io=%llu timers=%llu starved=%llu "
-	                "sqes=%llu cqes=%llu enters=%llu sqfull=%llu cqoverflow=%llu",
+	                "sqes=%llu cqes=%llu enters=%llu sqfull=%llu cqoverflow=%llu rescued=%llu",
 	                s->workers, (unsigned long long)s->live,
 	                (unsigned long long)t->switches, (unsigned long long)t->spawns,
 	                (unsigned long long)t->steals, (unsigned long long)t->steals_tried,
@@ -76,7 +78,7 @@ WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len
 	                (unsigned long long)t->starved,
 	                (unsigned long long)t->io_sqes, (unsigned long long)t->io_cqes,
 	                (unsigned long long)t->io_enters, (unsigned long long)t->io_sq_full,
-	                (unsigned long long)t->io_cq_overflow);
+	                (unsigned long long)t->io_cq_overflow, (unsigned long long)t->io_rescued);
 }
 
 /* -------------------------------------------------------------- dump --- */

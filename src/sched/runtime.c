@@ -1102,6 +1102,11 @@ static void *worker_main(void *arg)
 
 	if (w->stacks)
 		weft__stack_cache_destroy(w->stacks);
+	/* A rescue signal still on its way (the monitor has stopped, its last
+	 * SIGURG may not) must not find the ring half torn down: the handler
+	 * reads tls_worker, on this same thread, so a compiler barrier does. */
+	tls_worker = NULL;
+	atomic_signal_fence(memory_order_seq_cst);
 	if (ring_ok)
 		weft__ring_exit(&w->ring);
 	weft__ctx_release(&w->sched_ctx);
@@ -1154,7 +1159,7 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	if (worker_current())
 		return -EPERM;
 	struct weft_config c = cfg ? *cfg : (struct weft_config){0};
-	if (c.workers > 4096 || (c.flags & ~WEFT_RT_PARENT_FIRST) ||
+	if (c.workers > 4096 || (c.flags & ~(WEFT_RT_PARENT_FIRST | WEFT_RT_NO_RESCUE_SIGNAL)) ||
 	    (c.ring_entries && (c.ring_entries > 32768)))
 		return -EINVAL;
 	size_t stack_size;
@@ -1867,6 +1872,83 @@ WEFT_API void weft_rt_set_starvation(weft_rt *rt, uint64_t threshold_ns,
  * SIGQUIT dumps. Costs nothing on the workers' paths; ~200 wake-ups a second
  * while the runtime is busy, 20 when it is idle.
  */
+/* ------------------------------------------------------------ rescue --- */
+
+/*
+ * Hostage rescue: completions of a worker held by a coroutine that does not
+ * switch (see "Rescue" in src/io/ring.c and WEFT_RT_NO_RESCUE_SIGNAL).
+ *
+ * The monitor, on seeing the same run at two samples (5 ms apart while
+ * busy), asks weft__ring_hostage. When only the owner's thread can move the
+ * ring on, it sets w->rescue_req and sends SIGURG to that thread; the
+ * handler flushes the ring (weft__ring_flush_signal) and bumps rescue_acks.
+ * The monitor waits for the ack (bounded: 2 ms; the thread may be
+ * descheduled, and then the next sample tries again), then reaps the CQ
+ * itself: the callbacks wake the waiting coroutines through the injection
+ * queue, and idle workers run them.
+ *
+ * SIGURG, as Go uses it: ignored by default, rarely used by programs (it
+ * reports out-of-band socket data only to a process that asked with
+ * F_SETOWN). A SIGURG the handler did not ask for (rescue_req clear) goes to
+ * the handler we replaced.
+ */
+static struct sigaction rescue_prev;
+static bool rescue_installed;
+static pthread_once_t rescue_once = PTHREAD_ONCE_INIT;
+
+static void rescue_handler(int sig, siginfo_t *si, void *uc)
+{
+	int saved = errno;
+	struct weft__worker *w = tls_worker;
+	/* acquire: pairs with the monitor's release store of the request. */
+	if (w && atomic_exchange_explicit(&w->rescue_req, 0, memory_order_acquire)) {
+		weft__ring_flush_signal(&w->ring);
+		/* release: the CQEs the flush posted are in the CQ before the
+		 * monitor, acquiring the ack, reaps. */
+		atomic_fetch_add_explicit(&w->rescue_acks, 1, memory_order_release);
+	} else if (rescue_prev.sa_flags & SA_SIGINFO) {
+		if (rescue_prev.sa_sigaction)
+			rescue_prev.sa_sigaction(sig, si, uc);
+	} else if (rescue_prev.sa_handler != SIG_DFL && rescue_prev.sa_handler != SIG_IGN) {
+		rescue_prev.sa_handler(sig);
+	}
+	errno = saved;
+}
+
+static void rescue_install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = rescue_handler;
+	/* SA_RESTART: a system call the hog makes itself restarts where it can;
+	 * SA_ONSTACK: the worker's alternate stack (the overflow handler's) when
+	 * the coroutine's own is nearly used up. */
+	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	rescue_installed = sigaction(SIGURG, &sa, &rescue_prev) == 0;
+}
+
+/* Monitor thread, without start_lock. */
+static void rescue_ring(struct weft_rt *rt, struct weft__worker *w, unsigned hostage)
+{
+	if ((hostage & WEFT__HOSTAGE_OWNER) && !(rt->flags & WEFT_RT_NO_RESCUE_SIGNAL)) {
+		pthread_once(&rescue_once, rescue_install);
+		/* acquire: pairs with the handler's release bump (below too). */
+		uint32_t acks = atomic_load_explicit(&w->rescue_acks, memory_order_acquire);
+		/* release: see rescue_handler. */
+		atomic_store_explicit(&w->rescue_req, 1, memory_order_release);
+		if (rescue_installed && pthread_kill(w->thread, SIGURG) == 0) {
+			for (int i = 0; i < 40; i++) {
+				if (atomic_load_explicit(&w->rescue_acks, memory_order_acquire) != acks)
+					break;
+				struct timespec ts = { 0, 50000 };     /* 50 us, 2 ms at most */
+				nanosleep(&ts, NULL);
+			}
+		}
+	}
+	weft__ring_rescue(&w->ring);
+}
+
 static void *monitor_main(void *arg)
 {
 	struct weft_rt *rt = arg;
@@ -1874,9 +1956,12 @@ static void *monitor_main(void *arg)
 	uint64_t *last_sw = calloc(n, sizeof *last_sw);
 	uint64_t *since = calloc(n, sizeof *since);
 	uint64_t *reported = calloc(n, sizeof *reported);
+	uint64_t *held_sw = calloc(n, sizeof *held_sw);
 	clockid_t *cpu = calloc(n, sizeof *cpu);
-	if (!last_sw || !since || !reported || !cpu)
+	if (!last_sw || !since || !reported || !held_sw || !cpu)
 		goto out;
+	for (unsigned i = 0; i < n; i++)
+		held_sw[i] = UINT64_MAX;    /* no run seen yet */
 	/* A run is measured in its worker thread's CPU time, not wall time: on
 	 * a loaded machine the kernel preempts workers for tens of ms, and a
 	 * coroutine that was not even running must not be reported as a hog.
@@ -1888,15 +1973,27 @@ static void *monitor_main(void *arg)
 	while (!rt->monitor_stop) {
 		bool busy = false;
 		uint64_t limit = atomic_load_explicit(&rt->starve_ns, memory_order_relaxed);
-		for (unsigned i = 0; i < n && limit; i++) {
+		for (unsigned i = 0; i < n; i++) {
 			struct weft__worker *w = &rt->workers[i];
-			struct timespec cts;
-			clock_gettime(cpu[i], &cts);
-			uint64_t now = (uint64_t)cts.tv_sec * 1000000000u + (uint64_t)cts.tv_nsec;
 			uint64_t sw = atomic_load_explicit(&w->stats.switches, memory_order_relaxed);
 			struct weft_task *t = atomic_load_explicit(&w->running, memory_order_acquire);
 			if (t)
 				busy = true;
+			/* The same run as at the last sample (a switch would have
+			 * moved sw): its worker's ring may hold completions hostage. */
+			bool held = t && sw == held_sw[i];
+			held_sw[i] = sw;
+			unsigned hostage = held ? weft__ring_hostage(&w->ring) : 0;
+			if (hostage) {
+				pthread_mutex_unlock(&rt->start_lock);
+				rescue_ring(rt, w, hostage);
+				pthread_mutex_lock(&rt->start_lock);
+			}
+			if (!limit)
+				continue;
+			struct timespec cts;
+			clock_gettime(cpu[i], &cts);
+			uint64_t now = (uint64_t)cts.tv_sec * 1000000000u + (uint64_t)cts.tv_nsec;
 			if (sw != last_sw[i] || !t) {
 				last_sw[i] = sw;
 				since[i] = now;
@@ -1963,6 +2060,7 @@ out:
 	free(last_sw);
 	free(since);
 	free(reported);
+	free(held_sw);
 	free(cpu);
 	return NULL;
 }

@@ -233,8 +233,26 @@ static void account(struct weft__ring *r, unsigned before)
 	hint(r);
 }
 
+/*
+ * Owner, just before every system call that may submit SQEs. A rescuer runs
+ * the callbacks of ops whose records the owner wrote before submitting them;
+ * the kernel carries that order (the CQE exists only after the submit), but
+ * no atomic of ours does, so the rescuer could not show it to TSan or argue
+ * it in C11 terms. release here, acquire in weft__ring_rescue after it saw
+ * the CQEs: every op record written before a submit whose CQE the rescuer
+ * reaps is visible to it (the bump precedes the syscall, so any CQE of that
+ * submit is posted after it). Plain load + store: only the owner writes it.
+ */
+static inline void publish(struct weft__ring *r)
+{
+	atomic_store_explicit(&r->submits,
+	                      atomic_load_explicit(&r->submits, memory_order_relaxed) + 1,
+	                      memory_order_release);
+}
+
 static int ring_submit(struct weft__ring *r, bool getevents)
 {
+	publish(r);
 	unsigned before = io_uring_sq_ready(&r->uring);
 	/* liburing enters when there is something to submit, GETEVENTS is
 	 * asked, or the kernel wants task work run / an overflow flushed. */
@@ -568,6 +586,7 @@ int weft__ring_wait(struct weft__ring *r, int64_t timeout_ns)
 	};
 	struct io_uring_cqe *cqe = NULL;
 	weft__ring_hold(r);
+	publish(r);
 	unsigned before = io_uring_sq_ready(&r->uring);
 	RSTAT_ADD(r, enters, 1);   /* waits for one CQE: always enters */
 	int ret = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1,
@@ -664,6 +683,8 @@ int weft__ring_rescue(struct weft__ring *r)
 				break;
 		}
 		io_uring_cq_advance(&r->uring, n);
+		/* acquire: see publish() — the records of the ops just taken. */
+		(void)atomic_load_explicit(&r->submits, memory_order_acquire);
 		/* relaxed: read by the owner under cq_busy, whose release/acquire
 		 * orders this add before the owner's exchange. */
 		if (fin)

@@ -73,6 +73,7 @@ struct weft__ring {
 	_Atomic bool cq_busy;          /* CQ consumption: the owner or a rescuer  */
 	_Atomic unsigned rescued;      /* final user CQEs a rescuer reaped that the
 	                                  owner has not yet taken off inflight     */
+	_Atomic unsigned submits;      /* bumped (release) before every submit    */
 };
 
 /* Create the ring (entries SQEs). On failure returns -errno and writes a

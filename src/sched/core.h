@@ -72,6 +72,33 @@ struct weft_task {
 	const void *_Atomic wait_obj;
 };
 
+/*
+ * id and name are read from other threads while the coroutine runs and while
+ * its record is being recycled for a new one (the monitor's starvation line,
+ * weft_dump): such reads are samples that the readers validate or accept
+ * torn, but each access must still be atomic, or it is a data race. So every
+ * write of them, and every read from another thread, goes through relaxed
+ * atomics (the name byte by byte); a coroutine reading its own is plain.
+ */
+static inline void weft__task_set_name(struct weft_task *t, const char *s)
+{
+	size_t i = 0;
+	for (; s && s[i] && i + 1 < sizeof t->name; i++)
+		__atomic_store_n(&t->name[i], s[i], __ATOMIC_RELAXED);
+	__atomic_store_n(&t->name[i], 0, __ATOMIC_RELAXED);
+}
+static inline void weft__task_name_sample(const struct weft_task *t, char out[32])
+{
+	_Static_assert(sizeof t->name == 32, "name buffer size");
+	for (size_t i = 0; i < sizeof t->name; i++)
+		out[i] = __atomic_load_n(&t->name[i], __ATOMIC_RELAXED);
+	out[sizeof t->name - 1] = 0;
+}
+static inline uint64_t weft__task_id_sample(const struct weft_task *t)
+{
+	return __atomic_load_n(&t->id, __ATOMIC_RELAXED);
+}
+
 /* What a coroutine asks of its worker when it switches to the scheduler. */
 enum weft__action {
 	WEFT__A_YIELD = 1,

@@ -175,8 +175,10 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 			else
 				snprintf(st_buf, sizeof st_buf, "%s",
 				         state == WEFT__T_PARKED ? "parked" : "runnable");
-			fprintf(f, "  coroutine %llu \"%s\": %s", (unsigned long long)t->id,
-			        t->name, st_buf);
+			char name[32];
+			weft__task_name_sample(t, name);
+			fprintf(f, "  coroutine %llu \"%s\": %s",
+			        (unsigned long long)weft__task_id_sample(t), name, st_buf);
 			if (waiting && on < 0) {
 				/* relaxed, each read once: a sample; the strings are
 				 * literals and the objects outlive the runtime's tasks
@@ -191,7 +193,7 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 					 * another wait (a channel, say): dereferenced only
 					 * when it is one of rt's records. */
 					fprintf(f, " %llu", (unsigned long long)
-					        ((const struct weft_task *)obj)->id);
+					        weft__task_id_sample(obj));
 				else if (obj)
 					fprintf(f, " %p", obj);
 			}

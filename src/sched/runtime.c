@@ -1327,12 +1327,9 @@ static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, v
 	t->arg = arg;
 	t->ret = NULL;
 	t->rt = rt;
-	t->id = id;
+	__atomic_store_n(&t->id, id, __ATOMIC_RELAXED);   /* see weft__task_set_name */
 	t->stack_size = ssize;
-	if (o && o->name)
-		snprintf(t->name, sizeof t->name, "%s", o->name);
-	else
-		t->name[0] = 0;
+	weft__task_set_name(t, o ? o->name : NULL);
 	s->owner_id = id;
 	s->owner_name = t->name;
 	t->join_lock = (weft__lock)WEFT__LOCK_INIT;
@@ -1439,7 +1436,7 @@ WEFT_API int weft_rt_run(weft_rt *rt, weft_fn fn, void *arg, void **ret)
 		return err;
 	_Atomic uint32_t done = 0;
 	t->ext_done = &done;
-	snprintf(t->name, sizeof t->name, "main");
+	weft__task_set_name(t, "main");
 	ready(t);
 	/* acquire: pairs with the release in task_finish; t->ret is then ours. */
 	while (!atomic_load_explicit(&done, memory_order_acquire))
@@ -1635,7 +1632,7 @@ WEFT_API void weft_set_name(const char *name)
 {
 	struct weft_task *t = weft_self();
 	if (t)
-		snprintf(t->name, sizeof t->name, "%s", name ? name : "");
+		weft__task_set_name(t, name);
 }
 
 WEFT_API void weft_yield(void)
@@ -2003,13 +2000,16 @@ static void *monitor_main(void *arg)
 				continue;
 			reported[i] = sw;
 			atomic_fetch_add_explicit(&w->stats.starved, 1, memory_order_relaxed);
-			char line[160];
-			/* The name is read racily (the coroutine may rename itself);
-			 * the record itself stays valid (slabs live until destroy). */
+			char line[160], name[32];
+			/* A sample (the coroutine may rename itself, the record be
+			 * recycled); the record itself stays valid (slabs live until
+			 * destroy). */
+			weft__task_name_sample(t, name);
 			snprintf(line, sizeof line,
-			         "weft: coroutine %llu \"%.31s\" has run for %.1f ms (CPU) on worker %u "
+			         "weft: coroutine %llu \"%s\" has run for %.1f ms (CPU) on worker %u "
 			         "without reaching a blocking point",
-			         (unsigned long long)t->id, t->name, (double)(now - since[i]) / 1e6, i);
+			         (unsigned long long)weft__task_id_sample(t), name,
+			         (double)(now - since[i]) / 1e6, i);
 			/* Still the same run? Otherwise t may be a recycled record
 			 * and the line torn: drop it, the next sample decides. */
 			if (atomic_load_explicit(&w->stats.switches, memory_order_acquire) != sw)

@@ -239,7 +239,8 @@ struct weft_worker_stats {
 	uint64_t wakes;         /* coroutines made runnable by this worker            */
 	uint64_t inject_in;     /* coroutines it put on the injection queue           */
 	uint64_t inject_out;    /* coroutines it took from the injection queue        */
-	uint64_t io_completions;/* ring callbacks run (I/O ops completed)             */
+	uint64_t io_completions;/* ring callbacks run (I/O ops completed), the
+	                           monitor's rescues included                         */
 	uint64_t timers_fired;
 	uint64_t starved;       /* runs reported as over the starvation threshold     */
 	/* The worker's io_uring (its own ring, only it submits and reaps): */

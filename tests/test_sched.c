@@ -840,3 +840,67 @@ Test(sched, one_entry_ring_takes_timed_ops)
 	close(sv[0]);
 	close(sv[1]);
 }
+
+/* ------------------------------------------------- timer hostage --- */
+
+/*
+ * A sleeper's timer on a worker held by a hog must still fire while the hog
+ * runs, even when the only other worker is busy (a coroutine that keeps
+ * yielding never searches, so it never fires others' timers): the monitor
+ * fires overdue timers of a held worker. The hog spins until the sleeper
+ * has run (bounded: 20 s), and the test asserts it saw that while spinning.
+ * Where the three land depends on stealing; in the layout that matters
+ * (sleeper and hog on one worker, yielder on the other) nothing but the
+ * monitor can wake the sleeper.
+ */
+struct hostage_timer { _Atomic int woke, stop; int seen_while_hog; };
+
+static void *ht_yielder(void *arg)
+{
+	struct hostage_timer *h = arg;
+	uint64_t end = weft_now() + 30ull * 1000000000;
+	while (!atomic_load(&h->stop) && weft_now() < end)
+		weft_yield();
+	return NULL;
+}
+
+static void *ht_sleeper(void *arg)
+{
+	struct hostage_timer *h = arg;
+	weft_sleep(1000000);            /* 1 ms */
+	atomic_store(&h->woke, 1);
+	return NULL;
+}
+
+static void *ht_hog(void *arg)
+{
+	struct hostage_timer *h = arg;
+	uint64_t end = weft_now() + 20ull * 1000000000;
+	while (!atomic_load(&h->woke) && weft_now() < end)
+		;
+	h->seen_while_hog = atomic_load(&h->woke);
+	atomic_store(&h->stop, 1);
+	return NULL;
+}
+
+static void *ht_main(void *arg)
+{
+	weft_task *y, *s, *g;
+	if (weft_spawn(&y, ht_yielder, arg) || weft_spawn(&s, ht_sleeper, arg) ||
+	    weft_spawn(&g, ht_hog, arg))
+		return (void *)1;
+	weft_join(g, NULL);
+	weft_join(s, NULL);
+	weft_join(y, NULL);
+	return NULL;
+}
+
+Test(sched, held_worker_timers_fire_while_others_are_busy, .timeout = 120)
+{
+	for (int round = 0; round < 5; round++) {
+		struct hostage_timer h = { 0 };
+		cr_assert_null(run_main(2, ht_main, &h));
+		cr_assert_eq(h.seen_while_hog, 1,
+		             "round %d: the sleeper did not wake while the hog held a worker (20 s)", round);
+	}
+}

@@ -143,6 +143,7 @@ void weft__ring_stats_read(const struct weft__ring *r, struct weft__ring_stats_s
 	o->sq_full = atomic_load_explicit(&r->stats.sq_full, memory_order_relaxed);
 	o->cq_overflow = atomic_load_explicit(&r->stats.cq_overflow, memory_order_relaxed);
 	o->rescued = atomic_load_explicit(&r->stats.rescued, memory_order_relaxed);
+	o->rescued_ops = atomic_load_explicit(&r->stats.rescued_ops, memory_order_relaxed);
 	o->cqes += o->rescued;      /* reaped is reaped, whoever did it */
 }
 
@@ -694,6 +695,7 @@ int weft__ring_rescue(struct weft__ring *r)
 			return ran;
 		/* relaxed RMW: rescuers are the only writers of this counter. */
 		atomic_fetch_add_explicit(&r->stats.rescued, n, memory_order_relaxed);
+		unsigned cbs = 0;
 		for (unsigned i = 0; i < n; i++) {
 			if (batch[i].ud & TAG_MASK) {
 				internal_cqe(r, batch[i].ud, batch[i].res, batch[i].flags);  /* TAG_SENT only: any thread */
@@ -701,8 +703,13 @@ int weft__ring_rescue(struct weft__ring *r)
 			}
 			struct weft__ring_op *op = (struct weft__ring_op *)(uintptr_t)batch[i].ud;
 			op->cb(op, batch[i].res, batch[i].flags);
-			ran++;
+			cbs++;
 		}
+		/* counted after the callbacks ran, as the owner counts its own
+		 * (weft_rt_stats' io_completions is both) */
+		if (cbs)
+			atomic_fetch_add_explicit(&r->stats.rescued_ops, cbs, memory_order_relaxed);
+		ran += (int)cbs;
 		if (n < REAP_BATCH)
 			return ran;
 	}

@@ -41,11 +41,12 @@ struct weft__ring_stats {
 	_Atomic uint64_t cq_overflow;  /* reaps that found the CQ overflow flag set   */
 	_Atomic uint64_t rescued;      /* CQEs reaped by a rescuer, not the owner:
 	                                  written by rescuers (RMW), not the owner  */
+	_Atomic uint64_t rescued_ops;  /* callbacks a rescuer ran (after them), ditto */
 };
 
 /* A plain copy of struct weft__ring_stats, for readers. */
 struct weft__ring_stats_sample {
-	uint64_t sqes, cqes, enters, sq_full, cq_overflow, rescued;
+	uint64_t sqes, cqes, enters, sq_full, cq_overflow, rescued, rescued_ops;
 };
 
 struct weft__ring {

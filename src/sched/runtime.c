@@ -1986,6 +1986,17 @@ static void *monitor_main(void *arg)
 				rescue_ring(rt, w, hostage);
 				pthread_mutex_lock(&rt->start_lock);
 			}
+			/* Its timers too, once overdue by WEFT__TIMER_HOSTAGE_NS:
+			 * idle workers do that as they search (steal_work), but
+			 * when every other worker is busy nobody searches. The
+			 * woken go through the injection queue (we are no worker),
+			 * earliest deadline first. */
+			uint64_t due = held ? weft__timer_next(&w->timers) : UINT64_MAX;
+			if (due != UINT64_MAX && due + WEFT__TIMER_HOSTAGE_NS <= weft_now()) {
+				pthread_mutex_unlock(&rt->start_lock);
+				weft__timer_run_try(&w->timers, weft_now(), WEFT__RUNQ_CAP);
+				pthread_mutex_lock(&rt->start_lock);
+			}
 			if (!limit)
 				continue;
 			struct timespec cts;

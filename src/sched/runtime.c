@@ -1990,8 +1990,13 @@ static void *monitor_main(void *arg)
 			 * idle workers do that as they search (steal_work), but
 			 * when every other worker is busy nobody searches. The
 			 * woken go through the injection queue (we are no worker),
-			 * earliest deadline first. */
-			uint64_t due = held ? weft__timer_next(&w->timers) : UINT64_MAX;
+			 * earliest deadline first. Not with one worker: nobody
+			 * could run them before it, and the injection queue would
+			 * put them out of order with the timers it fires itself
+			 * (one worker guarantees firing order; stress/timers-1w
+			 * caught it when the soak's load made a preempted worker
+			 * look held). */
+			uint64_t due = held && n > 1 ? weft__timer_next(&w->timers) : UINT64_MAX;
 			if (due != UINT64_MAX && due + WEFT__TIMER_HOSTAGE_NS <= weft_now()) {
 				pthread_mutex_unlock(&rt->start_lock);
 				weft__timer_run_try(&w->timers, weft_now(), WEFT__RUNQ_CAP);

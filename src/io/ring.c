@@ -473,17 +473,41 @@ static bool internal_cqe(struct weft__ring *r, uint64_t ud, int res, uint32_t fl
 	}
 }
 
+/* A CQE copied out of the CQ, so the slot can be handed back before the
+ * callback runs. */
+struct cqe_copy { uint64_t ud; int32_t res; uint32_t flags; };
+
+/* Under cq_busy: copy up to REAP_BATCH CQEs and consume them. A rescuer
+ * stops at the first wake or eventfd-poll CQE, which only the owner may
+ * handle (see Rescue at the top). Owner reaps and rescues share this. */
+static unsigned cq_take(struct weft__ring *r, struct cqe_copy *batch, bool rescuer)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&r->uring, head, cqe) {
+		uint64_t ud = cqe->user_data;
+		if (rescuer && (ud & TAG_MASK) && (ud & TAG_MASK) != TAG_SENT)
+			break;
+		batch[n].ud = ud;
+		batch[n].res = cqe->res;
+		batch[n].flags = cqe->flags;
+		if (++n == REAP_BATCH)
+			break;
+	}
+	io_uring_cq_advance(&r->uring, n);
+	return n;
+}
+
 /* Run the callbacks of every CQE there, flushing overflowed CQEs, until the
  * CQ is empty. Clears wake_pending when a wake was among them. */
 static int ring_reap(struct weft__ring *r)
 {
-	struct { uint64_t ud; int32_t res; uint32_t flags; } batch[REAP_BATCH];
+	struct cqe_copy batch[REAP_BATCH];
 	bool woken = false, overflow = false;
 	int ran = 0;
 
 	for (int rounds = 0; rounds < 1 << 16; rounds++) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
+		unsigned n;
 		cq_lock(r);
 		/* relaxed: cq_busy's acquire ordered the rescuer's add before us */
 		unsigned took = atomic_exchange_explicit(&r->rescued, 0, memory_order_relaxed);
@@ -491,16 +515,9 @@ static int ring_reap(struct weft__ring *r)
 			r->inflight -= took < r->inflight ? took : r->inflight;
 			hint(r);
 		}
-		io_uring_for_each_cqe(&r->uring, head, cqe) {
-			batch[n].ud = cqe->user_data;
-			batch[n].res = cqe->res;
-			batch[n].flags = cqe->flags;
-			if (++n == REAP_BATCH)
-				break;
-		}
 		/* Consume before calling back: a callback may prepare SQEs, and an
 		 * SQ-full submit inside it may reap again. */
-		io_uring_cq_advance(&r->uring, n);
+		n = cq_take(r, batch, false);
 		cq_unlock(r);
 		if (n == 0) {
 			/* Overflowed CQEs wait in the kernel: GETEVENTS flushes them. */
@@ -662,28 +679,17 @@ bool weft__ring_flush_signal(struct weft__ring *r)
 
 int weft__ring_rescue(struct weft__ring *r)
 {
-	struct { uint64_t ud; int32_t res; uint32_t flags; } batch[REAP_BATCH];
+	struct cqe_copy batch[REAP_BATCH];
 	int ran = 0;
 	/* Bounded: a rescue is a stop-gap; whatever is left, the next one or
 	 * the owner takes. */
 	for (int rounds = 0; rounds < 64; rounds++) {
 		if (!cq_try(r))
 			return ran;         /* the owner is reaping: nothing is hostage */
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0, fin = 0;
-		io_uring_for_each_cqe(&r->uring, head, cqe) {
-			uint64_t ud = cqe->user_data;
-			if ((ud & TAG_MASK) && (ud & TAG_MASK) != TAG_SENT)
-				break;          /* a wake or the eventfd poll: the owner's */
-			batch[n].ud = ud;
-			batch[n].res = cqe->res;
-			batch[n].flags = cqe->flags;
-			if (!(ud & TAG_MASK) && !(cqe->flags & IORING_CQE_F_MORE))
+		unsigned n = cq_take(r, batch, true), fin = 0;
+		for (unsigned i = 0; i < n; i++)
+			if (!(batch[i].ud & TAG_MASK) && !(batch[i].flags & IORING_CQE_F_MORE))
 				fin++;
-			if (++n == REAP_BATCH)
-				break;
-		}
-		io_uring_cq_advance(&r->uring, n);
 		/* acquire: see publish() — the records of the ops just taken. */
 		(void)atomic_load_explicit(&r->submits, memory_order_acquire);
 		/* relaxed: read by the owner under cq_busy, whose release/acquire

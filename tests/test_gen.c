@@ -1,11 +1,13 @@
 /*
  * Generators: a million values out, values in (send), return value, close
  * of a suspended body (it unwinds), close of a body never started, misuse
- * errors, nesting, and use from a plain thread as well as from coroutines
- * on several workers.
+ * errors, nesting, use from a plain thread as well as from coroutines
+ * on several workers, and the floating-point environment the body shares
+ * with its caller.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fenv.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -302,4 +304,61 @@ static void *churn_main(void *arg)
 Test(gen, create_close_churn)
 {
 	run(4, churn_main, NULL);
+}
+
+/* -------------------------------------------------- FP environment --- */
+
+/* weft/sync.h: the body shares the thread's floating-point environment with
+ * its caller, as a called function does; so a rounding mode set on one side
+ * is the one the other side finds after the switch, both in the x87
+ * control word (fegetround reads it on x86-64) and in MXCSR (SSE division
+ * below). */
+static volatile double fp_one = 1.0, fp_three = 3.0;
+
+/* 1/3 in the current rounding mode. Out of line, with volatile operands:
+ * compilers that assume the default FP environment (clang without
+ * FENV_ACCESS) may otherwise move a division across fesetround. */
+static __attribute__((noinline)) double third(void)
+{
+	return fp_one / fp_three;
+}
+
+struct fp_seen { int at_start, after_resume; double q_after_resume; };
+
+static void *rounding_body(weft_gen *g, void *arg, void *in)
+{
+	struct fp_seen *seen = arg;
+	seen->at_start = fegetround();
+	fesetround(FE_UPWARD);
+	if (weft_gen_yield(g, NULL, NULL) != 0)
+		return NULL;
+	seen->after_resume = fegetround();
+	seen->q_after_resume = third();
+	fesetround(FE_TONEAREST);
+	return NULL;
+}
+
+Test(gen, body_shares_the_callers_fp_environment)
+{
+	fesetround(FE_DOWNWARD);
+	double q_down = third();
+	fesetround(FE_UPWARD);
+	double q_up = third();
+	cr_assert(q_up > q_down, "rounding modes make no difference here");
+
+	struct fp_seen seen = { -1, -1, 0 };
+	weft_gen *g;
+	fesetround(FE_DOWNWARD);
+	cr_assert_eq(weft_gen_create(&g, rounding_body, &seen, 0), 0);
+	cr_assert_eq(weft_gen_resume(g, NULL, NULL), WEFT_GEN_YIELDED);
+	cr_assert_eq(seen.at_start, FE_DOWNWARD, "the body did not start in the caller's mode");
+	cr_assert_eq(fegetround(), FE_UPWARD, "the body's mode did not reach the caller");
+	cr_assert(third() == q_up, "MXCSR: the body's mode did not reach the caller");
+
+	fesetround(FE_DOWNWARD);
+	cr_assert_eq(weft_gen_resume(g, NULL, NULL), WEFT_GEN_DONE);
+	cr_assert_eq(seen.after_resume, FE_DOWNWARD, "the caller's mode did not reach the body");
+	cr_assert(seen.q_after_resume == q_down, "MXCSR: the caller's mode did not reach the body");
+	cr_assert_eq(fegetround(), FE_TONEAREST, "the body's last change did not reach the caller");
+	cr_assert_eq(weft_gen_close(g), 0);
 }

@@ -166,6 +166,13 @@ WEFT_API int weft_barrier_wait_timeout(weft_barrier *b, uint64_t timeout_ns);
  * it names the coroutine that resumed it, and parking from there would park
  * that coroutine with the generator's stack live on top of it. Generators can
  * be used from plain threads too.
+ *
+ * The floating-point environment (rounding mode, exception masks: MXCSR and
+ * the x87 control word, FPCR on AArch64) is the thread's, shared by the body
+ * and its caller as by a function and its caller: a body that changes it
+ * (fesetround) and yields leaves it changed for the caller, so restore it
+ * before yielding, as a function restores it before it returns. (A
+ * coroutine, by contrast, keeps its own across the scheduler's switches.)
  */
 typedef struct weft_gen weft_gen;
 

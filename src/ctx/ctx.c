@@ -60,6 +60,15 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 /* The assembly, switch_*.S. */
 void *weft__ctx_switch_raw(struct weft__ctx *from, struct weft__ctx *to, void *data);
 void weft__ctx_trampoline(void);
+#if defined(WEFT_ASAN) || defined(WEFT_TSAN) || defined(WEFT_VALGRIND)
+void *weft__ctx_switch_threadfp_raw(struct weft__ctx *from, struct weft__ctx *to, void *data);
+#define threadfp_raw weft__ctx_switch_threadfp_raw
+#else
+/* Normal builds: weft__ctx_switch_threadfp is the assembly itself (an alias
+ * in the .S); its _raw name is left to src/sync/gen.c, which declares it
+ * with an int result, and LTO would flag two types for one symbol. */
+#define threadfp_raw weft__ctx_switch_threadfp
+#endif
 _Noreturn void weft__ctx_entry_returned(void);
 
 /* The asm loads and stores `sp` through the context pointer itself. */
@@ -205,15 +214,10 @@ void weft__ctx_release(struct weft__ctx *c)
 }
 
 #if defined(WEFT_CTX_TOOLS)
-/* used, externally_visible: src/sync/gen.c jumps here from inline asm,
- * which LTO does not see; without them an -flto build (stress_errno_lto)
- * localises or drops this definition and the jump is left undefined. */
-#if defined(__clang__)
-__attribute__((used))
-#else
-__attribute__((used, externally_visible))
-#endif
-void *weft__ctx_switch(struct weft__ctx *from, struct weft__ctx *to, void *data)
+typedef void *(*switch_raw_fn)(struct weft__ctx *, struct weft__ctx *, void *);
+
+static inline void *switch_tools(struct weft__ctx *from, struct weft__ctx *to, void *data,
+                                 switch_raw_fn raw)
 {
 #if defined(WEFT_ASAN)
 	__sanitizer_start_switch_fiber(&from->fake_stack, to->stack_lo, to->stack_size);
@@ -221,16 +225,27 @@ void *weft__ctx_switch(struct weft__ctx *from, struct weft__ctx *to, void *data)
 #if defined(WEFT_TSAN)
 	__tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
-	data = weft__ctx_switch_raw(from, to, data);
+	data = raw(from, to, data);
 #if defined(WEFT_ASAN)
 	/* Back in `from`, possibly on another thread: reinstate its fake stack. */
 	__sanitizer_finish_switch_fiber(from->fake_stack, NULL, NULL);
 #endif
 	return data;
 }
+
+void *weft__ctx_switch(struct weft__ctx *from, struct weft__ctx *to, void *data)
+{
+	return switch_tools(from, to, data, weft__ctx_switch_raw);
+}
+
+void *weft__ctx_switch_threadfp(struct weft__ctx *from, struct weft__ctx *to, void *data)
+{
+	return switch_tools(from, to, data, threadfp_raw);
+}
 #endif
 
-_Noreturn void weft__ctx_exit(struct weft__ctx *from, struct weft__ctx *to, void *data)
+static inline _Noreturn void exit_tools(struct weft__ctx *from, struct weft__ctx *to, void *data,
+                                        void *(*raw)(struct weft__ctx *, struct weft__ctx *, void *))
 {
 #if defined(WEFT_ASAN)
 	/* NULL fake-stack save: this context is gone, ASan may free its fake stack. */
@@ -239,6 +254,16 @@ _Noreturn void weft__ctx_exit(struct weft__ctx *from, struct weft__ctx *to, void
 #if defined(WEFT_TSAN)
 	__tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
-	weft__ctx_switch_raw(from, to, data);
+	raw(from, to, data);
 	weft__ctx_entry_returned();  /* resumed although it said it never would */
+}
+
+_Noreturn void weft__ctx_exit(struct weft__ctx *from, struct weft__ctx *to, void *data)
+{
+	exit_tools(from, to, data, weft__ctx_switch_raw);
+}
+
+_Noreturn void weft__ctx_exit_threadfp(struct weft__ctx *from, struct weft__ctx *to, void *data)
+{
+	exit_tools(from, to, data, threadfp_raw);
 }

@@ -54,4 +54,11 @@ void *weft__ctx_switch(struct weft__ctx *from, struct weft__ctx *to, void *data)
  * ASan to drop its fake stack). Does not return. */
 _Noreturn void weft__ctx_exit(struct weft__ctx *from, struct weft__ctx *to, void *data);
 
+/* The same two for switches that are calls in spirit (generators): they
+ * leave the FP control state (MXCSR and x87 CW, FPCR) alone, so both sides
+ * share the thread's. A context switched out by one of these must be
+ * resumed by one of these (the frame's FP slot is not written). */
+void *weft__ctx_switch_threadfp(struct weft__ctx *from, struct weft__ctx *to, void *data);
+_Noreturn void weft__ctx_exit_threadfp(struct weft__ctx *from, struct weft__ctx *to, void *data);
+
 #endif /* WEFT_CTX_H */

@@ -122,6 +122,86 @@ weft__ctx_switch:
 	.size	weft__ctx_switch_raw, .-weft__ctx_switch_raw
 
 /*
+ * weft__ctx_switch_threadfp(_raw): the same switch and frame without FPCR: not
+ * read, not written, the frame's FPCR slot left as it was. For switches
+ * that are calls in spirit, where both sides share the thread's
+ * floating-point environment as a function and its caller do: generators
+ * (src/sync/gen.c). A frame saved here is only ever resumed here. See the
+ * x86-64 file for the measurements behind it.
+ */
+	.globl	weft__ctx_switch_threadfp_raw
+	.hidden	weft__ctx_switch_threadfp_raw
+	.type	weft__ctx_switch_threadfp_raw, %function
+	.p2align 4
+weft__ctx_switch_threadfp_raw:
+#if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && !defined(WEFT_VALGRIND)
+	.globl	weft__ctx_switch_threadfp
+	.hidden	weft__ctx_switch_threadfp
+	.type	weft__ctx_switch_threadfp, %function
+weft__ctx_switch_threadfp:
+#endif
+	.cfi_startproc
+	hint	#34				/* bti c */
+	sub	sp, sp, #WEFT_CTX_FRAME_SIZE
+	.cfi_adjust_cfa_offset WEFT_CTX_FRAME_SIZE
+	stp	d8,  d9,  [sp, #0x00]
+	stp	d10, d11, [sp, #0x10]
+	stp	d12, d13, [sp, #0x20]
+	stp	d14, d15, [sp, #0x30]
+	stp	x19, x20, [sp, #0x40]
+	stp	x21, x22, [sp, #0x50]
+	stp	x23, x24, [sp, #0x60]
+	stp	x25, x26, [sp, #0x70]
+	stp	x27, x28, [sp, #0x80]
+	stp	x29, x30, [sp, #WEFT_CTX_FRAME_X29]
+	.cfi_rel_offset x19, 0x40
+	.cfi_rel_offset x20, 0x48
+	.cfi_rel_offset x21, 0x50
+	.cfi_rel_offset x22, 0x58
+	.cfi_rel_offset x23, 0x60
+	.cfi_rel_offset x24, 0x68
+	.cfi_rel_offset x25, 0x70
+	.cfi_rel_offset x26, 0x78
+	.cfi_rel_offset x27, 0x80
+	.cfi_rel_offset x28, 0x88
+	.cfi_rel_offset x29, 0x90
+	.cfi_rel_offset x30, 0x98
+
+	mov	x10, sp
+	str	x10, [x0]			/* from->sp */
+	ldr	x10, [x1]			/* to->sp */
+	mov	sp, x10
+
+	ldp	d8,  d9,  [sp, #0x00]
+	ldp	d10, d11, [sp, #0x10]
+	ldp	d12, d13, [sp, #0x20]
+	ldp	d14, d15, [sp, #0x30]
+	ldp	x19, x20, [sp, #0x40]
+	ldp	x21, x22, [sp, #0x50]
+	ldp	x23, x24, [sp, #0x60]
+	ldp	x25, x26, [sp, #0x70]
+	ldp	x27, x28, [sp, #0x80]
+	ldp	x29, x30, [sp, #WEFT_CTX_FRAME_X29]
+	add	sp, sp, #WEFT_CTX_FRAME_SIZE
+	.cfi_adjust_cfa_offset -WEFT_CTX_FRAME_SIZE
+	.cfi_restore x19
+	.cfi_restore x20
+	.cfi_restore x21
+	.cfi_restore x22
+	.cfi_restore x23
+	.cfi_restore x24
+	.cfi_restore x25
+	.cfi_restore x26
+	.cfi_restore x27
+	.cfi_restore x28
+	.cfi_restore x29
+	.cfi_restore x30
+	mov	x0, x2
+	ret
+	.cfi_endproc
+	.size	weft__ctx_switch_threadfp_raw, .-weft__ctx_switch_threadfp_raw
+
+/*
  * First code of every fresh context, entered by the `ret` of its first
  * switch with sp 16-byte aligned, x0 = data, x19 = function to call,
  * x20 = second argument (see weft__ctx_make). Calls x19(data, x20); that

@@ -156,6 +156,36 @@ static void caller_adopt(struct weft_gen *g)
 	(void)g;
 }
 
+/* gen_switch: the switch with the int result the generator protocol passes
+ * through it, so that resume and yield end in a plain tail jump.
+ *
+ * Normal builds: weft__ctx_switch_threadfp_raw, the switch that leaves the
+ * FP control state alone (src/ctx/switch_*.S). A generator body runs nested
+ * in its caller, on the caller's thread, as a called function does, so the
+ * two share the thread's floating-point environment (documented at
+ * weft_gen in weft/sync.h), and the stores and loads of MXCSR and the x87
+ * control word (FPCR on AArch64) that keep a coroutine's own FP state across
+ * the scheduler's switches are not needed here. Declared with an int
+ * result: sound where int and pointer results come back in the same
+ * register, the int in its low half (x86-64: eax of rax; AAPCS64: w0 of
+ * x0), and the data passed is always a small int or the generator itself
+ * (the first switch, whose result nobody reads as an int). gcc makes no tail
+ * call of a function whose result needs converting, even a free
+ * pointer-to-int truncation, hence the int; no other file declares this
+ * name, so LTO has no second type to compare it with.
+ *
+ * Tool builds: a call of the C wrapper (src/ctx/ctx.c) that tells ASan,
+ * TSan, valgrind about the switch, and a cast. */
+#if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && !defined(WEFT_VALGRIND)
+int weft__ctx_switch_threadfp_raw(struct weft__ctx *from, struct weft__ctx *to, void *data);
+#define gen_switch weft__ctx_switch_threadfp_raw
+#else
+static inline int gen_switch(struct weft__ctx *from, struct weft__ctx *to, void *data)
+{
+	return (int)(intptr_t)weft__ctx_switch_threadfp(from, to, data);
+}
+#endif
+
 /* ------------------------------------------------------------------ body -- */
 
 static _Noreturn void gen_entry(void *data)
@@ -165,7 +195,7 @@ static _Noreturn void gen_entry(void *data)
 	if (g->out_ptr)
 		*g->out_ptr = ret;
 	g->state = GEN_DONE;
-	weft__ctx_exit(&g->ctx, &g->caller, (void *)(intptr_t)WEFT_GEN_DONE);
+	weft__ctx_exit_threadfp(&g->ctx, &g->caller, (void *)(intptr_t)WEFT_GEN_DONE);
 }
 
 WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg, size_t stack_size)
@@ -193,37 +223,6 @@ WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg, size_t s
 	*out = g;
 	return 0;
 }
-
-/* weft__ctx_switch with the int result the generator protocol passes
- * through it. gcc makes no tail call of a function whose result needs
- * converting, even a free pointer-to-int truncation, and declaring the
- * switch again with an int result (an asm label) trips LTO's type check; so
- * a naked function that is nothing but a jump to the switch. Sound where int
- * and pointer results come back in the same register, the int in its low
- * half (x86-64 SysV: eax of rax; AAPCS64: w0 of x0), and the data passed is
- * always a small int or the generator itself (the first switch, whose result
- * nobody reads as an int). Elsewhere, and in tool builds: a call and a
- * cast. Tool builds must not use the jump: there weft__ctx_switch is a C
- * function (src/ctx/ctx.c), and under -flto a reference from asm is invisible,
- * so LTO drops the function and the link fails (stress_errno_lto); normal
- * builds have it in the .S, outside LTO. */
-#if (defined(__x86_64__) || defined(__aarch64__)) && \
-    !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && !defined(WEFT_VALGRIND)
-__attribute__((naked, noinline, used))
-static int gen_switch(struct weft__ctx *from, struct weft__ctx *to, void *data)
-{
-#if defined(__x86_64__)
-	__asm__("jmp weft__ctx_switch");
-#else
-	__asm__("b weft__ctx_switch");
-#endif
-}
-#else
-static inline int gen_switch(struct weft__ctx *from, struct weft__ctx *to, void *data)
-{
-	return (int)(intptr_t)weft__ctx_switch(from, to, data);
-}
-#endif
 
 /* Both return through a tail call of the switch: the int the other side
  * hands over (see the top of the file); nothing may follow the switch. */

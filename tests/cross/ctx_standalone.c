@@ -9,7 +9,9 @@
  * (x86-64: rbx rbp r12-r15; AArch64: x19-x29, d8-d15) survives a switch
  * while the other context clobbers them all; FP control state (MXCSR and
  * x87 CW / FPCR) is per context; fresh contexts start 16-byte aligned with
- * the maker's FP state; weft__ctx_exit hands over its value.
+ * the maker's FP state; weft__ctx_exit hands over its value. The same for
+ * weft__ctx_switch_threadfp (generators), except that its two sides share
+ * the thread's FP control state.
  * Exit 0 on success, 1 with a message on the first failure.
  */
 #include <stdint.h>
@@ -31,6 +33,10 @@
 	} while (0)
 
 static struct weft__ctx main_ctx, co_ctx;
+
+/* The switch regs_switch calls: weft__ctx_switch or weft__ctx_switch_threadfp
+ * (both sides of one test use the same one, as the frames require). */
+void *(*regs_switch_fn)(struct weft__ctx *, struct weft__ctx *, void *) = weft__ctx_switch;
 static void *stack_lo;
 static const size_t stack_size = 256 * 1024;
 
@@ -58,7 +64,7 @@ __asm__(
 	"	leaq 1(%rcx), %rbx\n leaq 2(%rcx), %rbp\n leaq 3(%rcx), %r12\n"
 	"	leaq 4(%rcx), %r13\n leaq 5(%rcx), %r14\n leaq 6(%rcx), %r15\n"
 	"	xorl %edx, %edx\n"
-	"	call weft__ctx_switch\n"
+	"	call *regs_switch_fn(%rip)\n"
 	"	movq (%rsp), %rdx\n"
 	"	movq %rbx, 0(%rdx)\n movq %rbp, 8(%rdx)\n movq %r12, 16(%rdx)\n"
 	"	movq %r13, 24(%rdx)\n movq %r14, 32(%rdx)\n movq %r15, 40(%rdx)\n"
@@ -111,7 +117,9 @@ __asm__(
 	"	add x9, x3, #16\n fmov d12, x9\n add x9, x3, #17\n fmov d13, x9\n"
 	"	add x9, x3, #18\n fmov d14, x9\n add x9, x3, #19\n fmov d15, x9\n"
 	"	mov x2, xzr\n"
-	"	bl weft__ctx_switch\n"
+	"	adrp x9, regs_switch_fn\n"
+	"	ldr x9, [x9, :lo12:regs_switch_fn]\n"
+	"	blr x9\n"
 	"	ldr x9, [sp, #160]\n"
 	"	stp x19, x20, [x9, #0]\n stp x21, x22, [x9, #16]\n stp x23, x24, [x9, #32]\n"
 	"	stp x25, x26, [x9, #48]\n stp x27, x28, [x9, #64]\n str x29, [x9, #80]\n"
@@ -157,9 +165,10 @@ static void regs_entry(void *data)
 	}
 }
 
-static void test_registers(void)
+static void test_registers(void *(*fn)(struct weft__ctx *, struct weft__ctx *, void *))
 {
 	uint64_t out[NREGS];
+	regs_switch_fn = fn;
 	make_co(regs_entry);
 	for (uint64_t round = 0; round < 1000; round++) {
 		uint64_t seed = 0x5a5a000000000000u + (round << 8);
@@ -215,6 +224,36 @@ static void test_fp_state(void)
 	set_fpstate(main_fp);
 }
 
+/* threadfp: no FP state of its own; a change on either side is seen by the
+ * other, including by a fresh context on its first run. */
+static uint64_t fp_zero, fp_down;
+
+static void shared_fp_entry(void *data)
+{
+	for (;;) {
+		uint64_t seen = get_fpstate();
+		set_fpstate(fp_down);
+		weft__ctx_switch_threadfp(&co_ctx, &main_ctx, (void *)(uintptr_t)seen);
+	}
+}
+
+static void test_threadfp_shares_fp_state(void)
+{
+	uint64_t saved = get_fpstate();
+	fp_down = with_rounding(saved, 1);
+	fp_zero = with_rounding(saved, 3);
+	make_co(shared_fp_entry);
+	for (int i = 0; i < 100; i++) {
+		set_fpstate(fp_zero);
+		uint64_t co_saw = (uintptr_t)weft__ctx_switch_threadfp(&main_ctx, &co_ctx, NULL);
+		CHECK(co_saw == fp_zero, "round %d: main's change did not reach co: %#llx", i,
+		      (unsigned long long)co_saw);
+		CHECK(get_fpstate() == fp_down, "round %d: co's change did not reach main: %#llx", i,
+		      (unsigned long long)get_fpstate());
+	}
+	set_fpstate(saved);
+}
+
 static uintptr_t entry_fp, entry_arg;
 
 static __attribute__((noinline)) void fresh_entry(void *data)
@@ -238,9 +277,11 @@ static void test_fresh(void)
 int main(void)
 {
 	weft__ctx_init_thread(&main_ctx);
-	test_registers();
+	test_registers(weft__ctx_switch);
+	test_registers(weft__ctx_switch_threadfp);
 	test_ping_pong();
 	test_fp_state();
+	test_threadfp_shares_fp_state();
 	test_fresh();
 	weft__ctx_release(&co_ctx);
 	weft__ctx_release(&main_ctx);

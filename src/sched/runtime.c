@@ -951,7 +951,19 @@ static struct weft_task *find_local(struct weft__worker *w, uint32_t tick)
 	if (w->lifo) {
 		t = w->lifo;
 		w->lifo = NULL;
-		if (w->lifo_streak++ < WEFT__LIFO_MAX)
+		/* The cap is for the queue's sake: with nothing else queued
+		 * here there is nobody to give a turn to, and requeueing the
+		 * pair's next half only woke an idle worker (enqueue_back ->
+		 * notify_local), which stole it: every third hand-off of a
+		 * ping-pong pair crossed workers through a ring wake
+		 * (pingpong on 2 workers 1.7x its 1-worker time, ring 4x).
+		 * The streak keeps counting, so the first task queued behind
+		 * a long streak gets its turn at once. The injection queue,
+		 * timers and remote calls are find_work's periodic duties,
+		 * which a streak does not skip. */
+		if (w->lifo_streak++ < WEFT__LIFO_MAX ||
+		    (!weft__runq_len(&w->runq) && !weft__spawnq_nonempty(&w->spawnq) &&
+		     !w->drain_inject))
 			return t;
 		enqueue_back(w, t);     /* ping-pong pair: give the queue a turn */
 	}

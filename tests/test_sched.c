@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "weft.h"
+#include "weft/chan.h"
 #include "weft/io.h"
 #include "sched/wait.h"
 
@@ -903,4 +904,102 @@ Test(sched, held_worker_timers_fire_while_others_are_busy, .timeout = 120)
 		cr_assert_eq(h.seen_while_hog, 1,
 		             "round %d: the sleeper did not wake while the hog held a worker (20 s)", round);
 	}
+}
+
+/* ----------------------------------------------- LIFO slot and its cap --- */
+
+/* A ping-pong pair hands the worker back and forth through the LIFO slot.
+ * The cap on LIFO hand-offs in a row exists for the coroutines queued
+ * behind the pair; with none queued, the pair keeps its worker: requeueing
+ * its next half used to wake the idle worker, which stole it, so hand-offs
+ * crossed workers through ring wakes. Both halves of the rule below. */
+#define PAIR_ROUNDS 10000
+
+struct pair {
+	weft_chan *ping, *pong;
+	bool with_yielder;
+	_Atomic bool stop;
+	_Atomic unsigned long yields;
+	int failed_line;                /* first failed PAIR_CHECK, 0 if none */
+};
+
+/* No Criterion assert on a coroutine stack: note the line, assert later. */
+#define PAIR_CHECK(p, c) do { if (!(c) && !(p)->failed_line) (p)->failed_line = __LINE__; } while (0)
+
+static void *pair_echoer(void *arg)
+{
+	struct pair *p = arg;
+	int64_t x;
+	while (weft_chan_recv(p->ping, &x) == 0) {
+		x++;
+		if (weft_chan_send(p->pong, &x) < 0)
+			break;
+	}
+	return NULL;
+}
+
+static void *pair_yielder(void *arg)
+{
+	struct pair *p = arg;
+	for (unsigned long i = 0; i < 100ul * PAIR_ROUNDS && !atomic_load(&p->stop); i++) {
+		atomic_fetch_add(&p->yields, 1);
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *pair_main(void *arg)
+{
+	struct pair *p = arg;
+	weft_task *echo, *yielder = NULL;
+	PAIR_CHECK(p, weft_chan_create(&p->ping, sizeof(int64_t), 0) == 0);
+	PAIR_CHECK(p, weft_chan_create(&p->pong, sizeof(int64_t), 0) == 0);
+	PAIR_CHECK(p, weft_spawn(&echo, pair_echoer, p) == 0);
+	if (p->with_yielder)
+		PAIR_CHECK(p, weft_spawn(&yielder, pair_yielder, p) == 0);
+	int64_t v = 0;
+	for (int i = 0; i < PAIR_ROUNDS; i++) {
+		PAIR_CHECK(p, weft_chan_send(p->ping, &v) == 0);
+		PAIR_CHECK(p, weft_chan_recv(p->pong, &v) == 0);
+	}
+	PAIR_CHECK(p, v == PAIR_ROUNDS);
+	atomic_store(&p->stop, true);
+	weft_chan_close(p->ping);
+	PAIR_CHECK(p, weft_join(echo, NULL) == 0);
+	if (yielder)
+		PAIR_CHECK(p, weft_join(yielder, NULL) == 0);
+	weft_chan_destroy(p->ping);
+	weft_chan_destroy(p->pong);
+	return NULL;
+}
+
+/* Nothing else runnable: no worker but the pair's takes part. The only
+ * steal the runtime may make is of main's continuation when it spawns the
+ * echoer (child first); the pair then meets on one worker for good. */
+Test(sched, lifo_pair_keeps_its_worker_when_nothing_else_waits)
+{
+	weft_rt *rt = make_rt(2);
+	struct pair p = { .with_yielder = false };
+	cr_assert_eq(weft_rt_run(rt, pair_main, &p, NULL), 0);
+	cr_assert_eq(p.failed_line, 0, "check at line %d failed", p.failed_line);
+	struct weft_stats st;
+	cr_assert_eq(weft_rt_stats(rt, &st, NULL, 0), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	cr_assert_leq(st.total.steals, 4, "%llu steals in %d round trips: the pair moved between workers",
+	              (unsigned long long)st.total.steals, PAIR_ROUNDS);
+}
+
+/* Something queued behind the pair: the cap gives it a turn every
+ * WEFT__LIFO_MAX + 1 hand-offs (1 worker, so nothing else could run it). */
+Test(sched, lifo_pair_does_not_starve_a_queued_coroutine)
+{
+	weft_rt *rt = make_rt(1);
+	struct pair p = { .with_yielder = true };
+	cr_assert_eq(weft_rt_run(rt, pair_main, &p, NULL), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	cr_assert_eq(p.failed_line, 0, "check at line %d failed", p.failed_line);
+	/* 2 hand-offs per round trip, a turn for the yielder every 4 */
+	cr_assert_geq(atomic_load(&p.yields), PAIR_ROUNDS / 4,
+	              "the yielder ran %lu times in %d round trips",
+	              atomic_load(&p.yields), PAIR_ROUNDS);
 }

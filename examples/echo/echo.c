@@ -17,11 +17,9 @@
  * against starvation (other workers steal the held worker's queue). Compare
  * the echo latency (bench/echo/echo-load) with and without it.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +29,7 @@
 #include <unistd.h>
 
 #include "weft.h"
+#include "server.h"
 
 static void *serve(void *arg)
 {
@@ -46,27 +45,6 @@ static void *serve(void *arg)
 			break;
 	}
 	weft_close(fd);
-	return NULL;
-}
-
-static void *accept_loop(void *arg)
-{
-	int lfd = (int)(intptr_t)arg;
-	for (;;) {
-		int fd = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd == -ECANCELED)
-			break;
-		if (fd < 0) {
-			/* -EMFILE/-ENFILE: keep serving the connections we have and
-			 * retry once some close. */
-			fprintf(stderr, "weft-echo: accept: %s\n", weft_strerror(fd));
-			if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM)
-				weft_sleep(10 * 1000 * 1000);
-			continue;
-		}
-		if (weft_spawn(NULL, serve, (void *)(intptr_t)fd) < 0)
-			close(fd);
-	}
 	return NULL;
 }
 
@@ -136,30 +114,14 @@ int main(int argc, char **argv)
 	if (port < 0 || port > 65535)
 		usage();
 
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd < 0) {
-		perror("weft-echo: socket");
-		return 1;
-	}
-	int one = 1;
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-		fprintf(stderr, "weft-echo: bad address %s\n", addr);
-		return 2;
-	}
-	if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) || listen(lfd, 4096)) {
-		perror("weft-echo: bind/listen");
-		return 1;
-	}
-
-	/* Signals go to a plain thread that waits for them; the runtime then
-	 * cancels the accept loop by destroying the runtime. */
+	int bound;
+	int lfd = ex_listen("weft-echo", addr, port, &bound);
+	if (lfd < 0)
+		return lfd == -EINVAL ? 2 : 1;
+	/* Signals wait for this thread (the runtime's threads inherit the
+	 * mask); destroying the runtime then cancels the accept loop. */
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	ex_signals_block(&set);
 
 	weft_rt *rt;
 	struct weft_config cfg = { .workers = workers };
@@ -168,7 +130,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "weft-echo: %s\n", weft_strerror(err));
 		return 1;
 	}
-	err = weft_rt_spawn(rt, NULL, accept_loop, (void *)(intptr_t)lfd);
+	struct ex_acceptor acceptor = { "weft-echo", lfd, serve };
+	err = weft_rt_spawn(rt, NULL, ex_accept_loop, &acceptor);
 	if (err) {
 		fprintf(stderr, "weft-echo: spawn: %s\n", weft_strerror(err));
 		return 1;
@@ -180,10 +143,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	fprintf(stderr, "weft-echo: listening on %s:%d with %u workers%s\n", addr, port,
+	fprintf(stderr, "weft-echo: listening on %s:%d with %u workers%s\n", addr, bound,
 		weft_rt_workers(rt), hog_ms ? " and a CPU hog" : "");
-	int sig;
-	sigwait(&set, &sig);
+	ex_signals_wait(&set);
 	weft_rt_destroy(rt);
 	close(lfd);
 	return 0;

@@ -28,12 +28,10 @@
  * (O_NOFOLLOW); directories are 404. The root's own content is trusted (a
  * symlinked directory inside it is followed).
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +41,7 @@
 #include <unistd.h>
 
 #include "weft.h"
+#include "server.h"
 #include "http_parse.h"
 
 #define IN_CAP  (64u * 1024)
@@ -352,27 +351,6 @@ out:
 	return NULL;
 }
 
-static void *accept_loop(void *arg)
-{
-	int lfd = (int)(intptr_t)arg;
-	for (;;) {
-		int fd = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd == -ECANCELED)
-			break;
-		if (fd < 0) {
-			fprintf(stderr, "weft-http: accept: %s\n", weft_strerror(fd));
-			/* Out of fds or memory: serve the connections we have and
-			 * retry once some close. */
-			if (weft_sleep(10 * 1000 * 1000) == -ECANCELED)
-				break;
-			continue;
-		}
-		if (weft_spawn(NULL, serve, (void *)(intptr_t)fd) < 0)
-			close(fd);
-	}
-	return NULL;
-}
-
 static void usage(const char *why)
 {
 	if (why)
@@ -434,30 +412,17 @@ int main(int argc, char **argv)
 		}
 	}
 
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-		fprintf(stderr, "weft-http: bad IPv4 address '%s'\n", addr);
-		return 2;
-	}
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-	    bind(lfd, (struct sockaddr *)&sa, sizeof sa) || listen(lfd, 4096)) {
-		fprintf(stderr, "weft-http: listen on %s:%d: %s\n", addr, port, strerror(errno));
-		return 1;
-	}
-	socklen_t sl = sizeof sa;
-	getsockname(lfd, (struct sockaddr *)&sa, &sl);
+	int bound;
+	int lfd = ex_listen("weft-http", addr, port, &bound);
+	if (lfd < 0)
+		return lfd == -EINVAL ? 2 : 1;
 
 	/* Signals go to this thread, which waits for them; the runtime's
 	 * workers inherit the blocked mask. */
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	ex_signals_block(&set);
 
+	struct ex_acceptor acceptor = { "weft-http", lfd, serve };
 	weft_rt *rt;
 	struct weft_config cfg = { .workers = workers };
 	int err = weft_rt_create(&rt, &cfg);
@@ -465,16 +430,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "weft-http: runtime: %s\n", weft_strerror(err));
 		return 1;
 	}
-	err = weft_rt_spawn(rt, NULL, accept_loop, (void *)(intptr_t)lfd);
+	err = weft_rt_spawn(rt, NULL, ex_accept_loop, &acceptor);
 	if (err) {
 		fprintf(stderr, "weft-http: spawn: %s\n", weft_strerror(err));
 		weft_rt_destroy(rt);
 		return 1;
 	}
 	fprintf(stderr, "weft-http: listening on %s:%d with %u workers\n", addr,
-		ntohs(sa.sin_port), weft_rt_workers(rt));
-	int sig;
-	sigwait(&set, &sig);
+		bound, weft_rt_workers(rt));
+	ex_signals_wait(&set);
 	weft_rt_destroy(rt);
 	close(lfd);
 	if (conf.rootfd >= 0)

@@ -28,13 +28,11 @@
  * coroutine walks a slice of every shard's buckets every 100 ms and frees the
  * expired entries it finds (periodic), so keys nobody reads again do not stay.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,6 +43,7 @@
 #include <unistd.h>
 
 #include "weft.h"
+#include "server.h"
 #include "resp.h"
 
 #define SHARDS       64
@@ -742,25 +741,6 @@ out:
 	return NULL;
 }
 
-static void *accept_loop(void *arg)
-{
-	int lfd = (int)(intptr_t)arg;
-	for (;;) {
-		int fd = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd == -ECANCELED)
-			break;
-		if (fd < 0) {
-			fprintf(stderr, "weft-kv: accept: %s\n", weft_strerror(fd));
-			if (weft_sleep(10 * 1000 * 1000) == -ECANCELED)
-				break;
-			continue;
-		}
-		if (weft_spawn(NULL, serve, (void *)(intptr_t)fd) < 0)
-			close(fd);
-	}
-	return NULL;
-}
-
 static void usage(const char *why)
 {
 	if (why)
@@ -804,32 +784,19 @@ int main(int argc, char **argv)
 	if (port < 0)
 		usage("--port is required");
 
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-		fprintf(stderr, "weft-kv: bad IPv4 address '%s'\n", addr);
-		return 2;
-	}
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-	    bind(lfd, (struct sockaddr *)&sa, sizeof sa) || listen(lfd, 4096)) {
-		fprintf(stderr, "weft-kv: listen on %s:%d: %s\n", addr, port, strerror(errno));
-		return 1;
-	}
-	socklen_t sl = sizeof sa;
-	getsockname(lfd, (struct sockaddr *)&sa, &sl);
+	int bound;
+	int lfd = ex_listen("weft-kv", addr, port, &bound);
+	if (lfd < 0)
+		return lfd == -EINVAL ? 2 : 1;
 	if (table_init()) {
 		fprintf(stderr, "weft-kv: out of memory\n");
 		return 1;
 	}
 
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	ex_signals_block(&set);
 
+	struct ex_acceptor acceptor = { "weft-kv", lfd, serve };
 	weft_rt *rt;
 	struct weft_config cfg = { .workers = workers };
 	int err = weft_rt_create(&rt, &cfg);
@@ -838,15 +805,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if ((err = weft_rt_spawn(rt, NULL, expirer, NULL)) ||
-	    (err = weft_rt_spawn(rt, NULL, accept_loop, (void *)(intptr_t)lfd))) {
+	    (err = weft_rt_spawn(rt, NULL, ex_accept_loop, &acceptor))) {
 		fprintf(stderr, "weft-kv: spawn: %s\n", weft_strerror(err));
 		weft_rt_destroy(rt);
 		return 1;
 	}
 	fprintf(stderr, "weft-kv: listening on %s:%d with %u workers\n", addr,
-		ntohs(sa.sin_port), weft_rt_workers(rt));
-	int sig;
-	sigwait(&set, &sig);
+		bound, weft_rt_workers(rt));
+	ex_signals_wait(&set);
 	weft_rt_destroy(rt);
 	close(lfd);
 	table_free();

@@ -15,13 +15,13 @@ must exit 0. Exits 0 when all checks pass, 1 otherwise.
 import os
 import random
 import re
-import select
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from serverproc import serving  # noqa: E402
 
 DEADLINE = time.monotonic() + 25        # the whole run, whatever happens
 failures = []
@@ -225,30 +225,12 @@ def main():
         os.mkdir(os.path.join(root, "sub"))
         with open(os.path.join(root, "sub", "x y.txt"), "w") as f:
             f.write("spaced\n")
-        srv = subprocess.Popen([exe, "--port", "0", "--root", root, "--workers", "2",
-                                "--header-timeout-ms", "1000", "--idle-timeout-ms", "5000"],
-                               stderr=subprocess.PIPE, text=True)
-        try:
-            port = None
-            r, _, _ = select.select([srv.stderr], [], [], 10)
-            line = srv.stderr.readline() if r else ""
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if not m:
-                print(f"FAIL: server did not start: {line!r}")
+        argv = [exe, "--port", "0", "--root", root, "--workers", "2",
+                "--header-timeout-ms", "1000", "--idle-timeout-ms", "5000"]
+        with serving(argv, check) as port:
+            if port is None:
                 return 1
-            port = int(m.group(1))
             run_checks(port, root)
-        finally:
-            srv.send_signal(signal.SIGTERM)     # by its PID
-            try:
-                rc = srv.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                srv.kill()
-                rc = srv.wait()
-            check(rc == 0, f"server exit status {rc} after SIGTERM")
-            err = srv.stderr.read()
-            if err.strip():
-                print(err)
     print(f"{len(failures)} failure(s)" if failures else "all http checks passed")
     return 1 if failures else 0
 

@@ -14,15 +14,15 @@ Every socket has a timeout and every wait a bound; the server is stopped by
 its PID (SIGTERM) and must exit 0. Exits 0 when all checks pass, 1 otherwise.
 """
 import os
-import re
-import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from serverproc import serving  # noqa: E402
 
 failures = []
 
@@ -294,33 +294,15 @@ def main():
     if len(sys.argv) != 2:
         print(__doc__)
         return 2
-    srv = subprocess.Popen([sys.argv[1], "--port", "0", "--workers", "2"],
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        r, _, _ = select.select([srv.stderr], [], [], 10)
-        line = srv.stderr.readline() if r else ""
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if not m:
-            print(f"FAIL: server did not start: {line!r}")
+    with serving([sys.argv[1], "--port", "0", "--workers", "2"], check) as port:
+        if port is None:
             return 1
-        port = int(m.group(1))
         for step in (basic, pipelining, protocol_errors, concurrency, periodic_expiry,
                      with_redis_cli):
             try:
                 step(port)
             except Exception as e:  # one broken step must not hide the others
                 check(False, f"{step.__name__}: {type(e).__name__}: {e}")
-    finally:
-        srv.send_signal(signal.SIGTERM)         # by its PID
-        try:
-            rc = srv.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            rc = srv.wait()
-        check(rc == 0, f"server exit status {rc} after SIGTERM")
-        err = srv.stderr.read()
-        if err.strip():
-            print(err)
     print(f"{len(failures)} failure(s)" if failures else "all kv checks passed")
     return 1 if failures else 0
 

@@ -526,7 +526,6 @@ static void task_entry(void *data);
 
 static void task_finish(struct weft__worker *w, struct weft_task *t)
 {
-	struct weft_rt *rt = w->rt;
 	weft__ctx_release(&t->ctx);
 	weft__stack_put(w->stacks, t->stack);
 	t->stack = NULL;
@@ -553,7 +552,6 @@ static void task_finish(struct weft__worker *w, struct weft_task *t)
 	atomic_store_explicit(&w->exited,
 	                      atomic_load_explicit(&w->exited, memory_order_relaxed) + 1,
 	                      memory_order_release);
-	(void)rt;
 }
 
 /*

@@ -781,6 +781,10 @@ struct hostage {
 	uint64_t rescued_seen;        /* io_rescued when the hog stopped       */
 	int got_while_hog;            /* 2 workers: the reader ran meanwhile   */
 	uint64_t spin_ns;             /* the hog's bound                       */
+	uint64_t after_starved_ns;    /* if set: stop this long after the
+	                                 monitor reported the hog as starving
+	                                 its worker (it watched it, then)       */
+	uint64_t starved_seen;        /* weft_worker_stats.starved at the end  */
 };
 
 static void *hostage_reader(void *p)
@@ -803,9 +807,15 @@ static void *hostage_hog(void *p)
 			break;
 		if (atomic_load(&h->got))
 			break;
+		if (h->after_starved_ns && st.total.starved) {
+			uint64_t stop_at = weft_now() + h->after_starved_ns;
+			end = stop_at < end ? stop_at : end;
+			h->after_starved_ns = 0;
+		}
 	}
 	weft_rt_stats(h->rt, &st, NULL, 0);
 	h->rescued_seen = st.total.io_rescued;
+	h->starved_seen = st.total.starved;
 	h->got_while_hog = atomic_load(&h->got);
 	return NULL;
 }
@@ -822,6 +832,12 @@ static void *hostage_main(void *p)
 	return NULL;
 }
 
+static void quiet_log(const char *line, void *arg)
+{
+	(void)line;
+	(void)arg;
+}
+
 static void hostage_run(unsigned workers, unsigned flags, struct hostage *h)
 {
 	weft_rt *rt;
@@ -831,6 +847,8 @@ static void hostage_run(unsigned workers, unsigned flags, struct hostage *h)
 		cr_skip_test("no io_uring here");
 	cr_assert_eq(err, 0, "weft_rt_create: %s", weft_strerror(err));
 	h->rt = rt;
+	/* the monitor's default threshold, quietly: the hog is meant to starve */
+	weft_rt_set_starvation(rt, 10 * MS, quiet_log, NULL);
 	cr_assert_eq(pipe(h->fds), 0);
 	void *ret = (void *)1;
 	cr_assert_eq(weft_rt_run(rt, hostage_main, h, &ret), 0);
@@ -862,11 +880,16 @@ Test(io, hog_worker_reader_runs_elsewhere_meanwhile, .timeout = 60)
 }
 
 /* WEFT_RT_NO_RESCUE_SIGNAL: no SIGURG, so the SQE the reader prepared stays
- * unsubmitted while the hog spins (300 ms) and nothing can be rescued; the
- * read completes after. A rescue here would mean a signal was sent. */
+ * unsubmitted while the hog spins and nothing can be rescued; the read
+ * completes after. A rescue here would mean a signal was sent. The hog spins
+ * until the monitor has reported it (so the monitor did watch the held
+ * worker: without the flag it would have rescued by then, see the test
+ * above) and 300 ms more, 20 s at most; a run where the monitor never got to
+ * look proves nothing and fails rather than passing. */
 Test(io, hog_no_rescue_signal_flag_sends_none, .timeout = 60)
 {
-	struct hostage h = { .spin_ns = 300 * MS };
+	struct hostage h = { .spin_ns = 20 * SEC, .after_starved_ns = 300 * MS };
 	hostage_run(1, WEFT_RT_NO_RESCUE_SIGNAL, &h);
+	cr_assert_geq(h.starved_seen, 1, "the monitor never reported the hog in 20 s: nothing tested");
 	cr_assert_eq(h.rescued_seen, 0, "a completion was rescued without the signal");
 }

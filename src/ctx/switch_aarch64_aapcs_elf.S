@@ -42,18 +42,12 @@
 
 	.text
 
-	.globl	weft__ctx_switch_raw
-	.hidden	weft__ctx_switch_raw
-	.type	weft__ctx_switch_raw, %function
-	.p2align 4
-weft__ctx_switch_raw:
-#if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && !defined(WEFT_VALGRIND)
-	.globl	weft__ctx_switch
-	.hidden	weft__ctx_switch
-	.type	weft__ctx_switch, %function
-weft__ctx_switch:
-#endif
-	.cfi_startproc
+/*
+ * The switch, once, for both entry points below: fp=1 keeps each
+ * context's FPCR (weft__ctx_switch_raw), fp=0 leaves it alone
+ * (weft__ctx_switch_threadfp_raw). Same frame either way.
+ */
+.macro WEFT_SWITCH fp
 	hint	#34				/* bti c */
 	sub	sp, sp, #WEFT_CTX_FRAME_SIZE
 	.cfi_adjust_cfa_offset WEFT_CTX_FRAME_SIZE
@@ -79,19 +73,23 @@ weft__ctx_switch:
 	.cfi_rel_offset x28, 0x88
 	.cfi_rel_offset x29, 0x90
 	.cfi_rel_offset x30, 0x98
+.if \fp
 	mrs	x9, fpcr
 	stp	x9, xzr, [sp, #WEFT_CTX_FRAME_FPCR]
+.endif
 
 	mov	x10, sp
 	str	x10, [x0]			/* from->sp */
 	ldr	x10, [x1]			/* to->sp: same frame layout, CFI holds */
 	mov	sp, x10
 
+.if \fp
 	ldr	x10, [sp, #WEFT_CTX_FRAME_FPCR]
 	cmp	x9, x10
 	b.eq	1f
 	msr	fpcr, x10			/* `to` left with another FP state (rare) */
 1:
+.endif
 	ldp	d8,  d9,  [sp, #0x00]
 	ldp	d10, d11, [sp, #0x10]
 	ldp	d12, d13, [sp, #0x20]
@@ -118,6 +116,22 @@ weft__ctx_switch:
 	.cfi_restore x30
 	mov	x0, x2				/* data: the value the switch returns */
 	ret
+.endm
+
+
+	.globl	weft__ctx_switch_raw
+	.hidden	weft__ctx_switch_raw
+	.type	weft__ctx_switch_raw, %function
+	.p2align 4
+weft__ctx_switch_raw:
+#if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && !defined(WEFT_VALGRIND)
+	.globl	weft__ctx_switch
+	.hidden	weft__ctx_switch
+	.type	weft__ctx_switch, %function
+weft__ctx_switch:
+#endif
+	.cfi_startproc
+	WEFT_SWITCH 1
 	.cfi_endproc
 	.size	weft__ctx_switch_raw, .-weft__ctx_switch_raw
 
@@ -141,63 +155,7 @@ weft__ctx_switch_threadfp_raw:
 weft__ctx_switch_threadfp:
 #endif
 	.cfi_startproc
-	hint	#34				/* bti c */
-	sub	sp, sp, #WEFT_CTX_FRAME_SIZE
-	.cfi_adjust_cfa_offset WEFT_CTX_FRAME_SIZE
-	stp	d8,  d9,  [sp, #0x00]
-	stp	d10, d11, [sp, #0x10]
-	stp	d12, d13, [sp, #0x20]
-	stp	d14, d15, [sp, #0x30]
-	stp	x19, x20, [sp, #0x40]
-	stp	x21, x22, [sp, #0x50]
-	stp	x23, x24, [sp, #0x60]
-	stp	x25, x26, [sp, #0x70]
-	stp	x27, x28, [sp, #0x80]
-	stp	x29, x30, [sp, #WEFT_CTX_FRAME_X29]
-	.cfi_rel_offset x19, 0x40
-	.cfi_rel_offset x20, 0x48
-	.cfi_rel_offset x21, 0x50
-	.cfi_rel_offset x22, 0x58
-	.cfi_rel_offset x23, 0x60
-	.cfi_rel_offset x24, 0x68
-	.cfi_rel_offset x25, 0x70
-	.cfi_rel_offset x26, 0x78
-	.cfi_rel_offset x27, 0x80
-	.cfi_rel_offset x28, 0x88
-	.cfi_rel_offset x29, 0x90
-	.cfi_rel_offset x30, 0x98
-
-	mov	x10, sp
-	str	x10, [x0]			/* from->sp */
-	ldr	x10, [x1]			/* to->sp */
-	mov	sp, x10
-
-	ldp	d8,  d9,  [sp, #0x00]
-	ldp	d10, d11, [sp, #0x10]
-	ldp	d12, d13, [sp, #0x20]
-	ldp	d14, d15, [sp, #0x30]
-	ldp	x19, x20, [sp, #0x40]
-	ldp	x21, x22, [sp, #0x50]
-	ldp	x23, x24, [sp, #0x60]
-	ldp	x25, x26, [sp, #0x70]
-	ldp	x27, x28, [sp, #0x80]
-	ldp	x29, x30, [sp, #WEFT_CTX_FRAME_X29]
-	add	sp, sp, #WEFT_CTX_FRAME_SIZE
-	.cfi_adjust_cfa_offset -WEFT_CTX_FRAME_SIZE
-	.cfi_restore x19
-	.cfi_restore x20
-	.cfi_restore x21
-	.cfi_restore x22
-	.cfi_restore x23
-	.cfi_restore x24
-	.cfi_restore x25
-	.cfi_restore x26
-	.cfi_restore x27
-	.cfi_restore x28
-	.cfi_restore x29
-	.cfi_restore x30
-	mov	x0, x2
-	ret
+	WEFT_SWITCH 0
 	.cfi_endproc
 	.size	weft__ctx_switch_threadfp_raw, .-weft__ctx_switch_threadfp_raw
 

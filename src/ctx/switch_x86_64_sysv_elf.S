@@ -65,19 +65,12 @@
 
 	.text
 
-	.globl	weft__ctx_switch_raw
-	.hidden	weft__ctx_switch_raw
-	.type	weft__ctx_switch_raw, @function
-	.p2align 4
-weft__ctx_switch_raw:
-#if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && !defined(WEFT_VALGRIND)
-	/* No tool hooks to run: the raw switch is weft__ctx_switch itself. */
-	.globl	weft__ctx_switch
-	.hidden	weft__ctx_switch
-	.type	weft__ctx_switch, @function
-weft__ctx_switch:
-#endif
-	.cfi_startproc
+/*
+ * The switch, once, for both entry points below: fp=1 saves and restores
+ * the FP control state (weft__ctx_switch_raw), fp=0 leaves it alone
+ * (weft__ctx_switch_threadfp_raw). Same frame either way.
+ */
+.macro WEFT_SWITCH fp
 	endbr64
 	pushq	%rbp
 	.cfi_adjust_cfa_offset 8
@@ -99,14 +92,18 @@ weft__ctx_switch:
 	.cfi_rel_offset %r15, 0
 	subq	$8, %rsp			/* fpcsr slot */
 	.cfi_adjust_cfa_offset 8
+.if \fp
 	stmxcsr	WEFT_CTX_FRAME_FPCSR(%rsp)
 	fnstcw	WEFT_CTX_FRAME_FPCSR+4(%rsp)
+.endif
 
 	movq	%rsp, (%rdi)			/* from->sp */
 	movq	(%rsi), %rsp			/* to->sp: same frame layout, CFI holds */
 
+.if \fp
 	ldmxcsr	WEFT_CTX_FRAME_FPCSR(%rsp)
 	fldcw	WEFT_CTX_FRAME_FPCSR+4(%rsp)
+.endif
 	addq	$8, %rsp
 	.cfi_adjust_cfa_offset -8
 	popq	%r15
@@ -132,6 +129,22 @@ weft__ctx_switch:
 	.cfi_register %rip, %r8
 	movq	%rdx, %rax			/* data: the value the switch returns */
 	jmp	*%r8
+.endm
+
+	.globl	weft__ctx_switch_raw
+	.hidden	weft__ctx_switch_raw
+	.type	weft__ctx_switch_raw, @function
+	.p2align 4
+weft__ctx_switch_raw:
+#if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && !defined(WEFT_VALGRIND)
+	/* No tool hooks to run: the raw switch is weft__ctx_switch itself. */
+	.globl	weft__ctx_switch
+	.hidden	weft__ctx_switch
+	.type	weft__ctx_switch, @function
+weft__ctx_switch:
+#endif
+	.cfi_startproc
+	WEFT_SWITCH 1
 
 	.cfi_endproc
 	.size	weft__ctx_switch_raw, .-weft__ctx_switch_raw
@@ -159,56 +172,7 @@ weft__ctx_switch_threadfp_raw:
 weft__ctx_switch_threadfp:
 #endif
 	.cfi_startproc
-	endbr64
-	pushq	%rbp
-	.cfi_adjust_cfa_offset 8
-	.cfi_rel_offset %rbp, 0
-	pushq	%rbx
-	.cfi_adjust_cfa_offset 8
-	.cfi_rel_offset %rbx, 0
-	pushq	%r12
-	.cfi_adjust_cfa_offset 8
-	.cfi_rel_offset %r12, 0
-	pushq	%r13
-	.cfi_adjust_cfa_offset 8
-	.cfi_rel_offset %r13, 0
-	pushq	%r14
-	.cfi_adjust_cfa_offset 8
-	.cfi_rel_offset %r14, 0
-	pushq	%r15
-	.cfi_adjust_cfa_offset 8
-	.cfi_rel_offset %r15, 0
-	subq	$8, %rsp			/* fpcsr slot, unused here */
-	.cfi_adjust_cfa_offset 8
-
-	movq	%rsp, (%rdi)			/* from->sp */
-	movq	(%rsi), %rsp			/* to->sp */
-
-	addq	$8, %rsp
-	.cfi_adjust_cfa_offset -8
-	popq	%r15
-	.cfi_adjust_cfa_offset -8
-	.cfi_restore %r15
-	popq	%r14
-	.cfi_adjust_cfa_offset -8
-	.cfi_restore %r14
-	popq	%r13
-	.cfi_adjust_cfa_offset -8
-	.cfi_restore %r13
-	popq	%r12
-	.cfi_adjust_cfa_offset -8
-	.cfi_restore %r12
-	popq	%rbx
-	.cfi_adjust_cfa_offset -8
-	.cfi_restore %rbx
-	popq	%rbp
-	.cfi_adjust_cfa_offset -8
-	.cfi_restore %rbp
-	popq	%r8
-	.cfi_adjust_cfa_offset -8
-	.cfi_register %rip, %r8
-	movq	%rdx, %rax
-	jmp	*%r8
+	WEFT_SWITCH 0
 
 	.cfi_endproc
 	.size	weft__ctx_switch_threadfp_raw, .-weft__ctx_switch_threadfp_raw

@@ -801,16 +801,17 @@ static void *hostage_hog(void *p)
 {
 	struct hostage *h = p;
 	uint64_t end = weft_now() + h->spin_ns;
+	uint64_t after_starved = h->after_starved_ns;   /* 0 once applied */
 	struct weft_stats st = { 0 };
 	while (weft_now() < end) {
 		if (weft_rt_stats(h->rt, &st, NULL, 0) == 0 && st.total.io_rescued && atomic_load(&h->stop))
 			break;
 		if (atomic_load(&h->got))
 			break;
-		if (h->after_starved_ns && st.total.starved) {
-			uint64_t stop_at = weft_now() + h->after_starved_ns;
+		if (after_starved && st.total.starved) {
+			uint64_t stop_at = weft_now() + after_starved;
 			end = stop_at < end ? stop_at : end;
-			h->after_starved_ns = 0;
+			after_starved = 0;
 		}
 	}
 	weft_rt_stats(h->rt, &st, NULL, 0);

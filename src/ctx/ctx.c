@@ -213,9 +213,10 @@ void weft__ctx_release(struct weft__ctx *c)
 	(void)c;
 }
 
-#if defined(WEFT_CTX_TOOLS)
+/* One of the assembly switches: weft__ctx_switch_raw or threadfp_raw. */
 typedef void *(*switch_raw_fn)(struct weft__ctx *, struct weft__ctx *, void *);
 
+#if defined(WEFT_CTX_TOOLS)
 static inline void *switch_tools(struct weft__ctx *from, struct weft__ctx *to, void *data,
                                  switch_raw_fn raw)
 {
@@ -245,7 +246,7 @@ void *weft__ctx_switch_threadfp(struct weft__ctx *from, struct weft__ctx *to, vo
 #endif
 
 static inline _Noreturn void exit_tools(struct weft__ctx *from, struct weft__ctx *to, void *data,
-                                        void *(*raw)(struct weft__ctx *, struct weft__ctx *, void *))
+                                        switch_raw_fn raw)
 {
 #if defined(WEFT_ASAN)
 	/* NULL fake-stack save: this context is gone, ASan may free its fake stack. */

@@ -118,7 +118,6 @@
 	ret
 .endm
 
-
 	.globl	weft__ctx_switch_raw
 	.hidden	weft__ctx_switch_raw
 	.type	weft__ctx_switch_raw, %function

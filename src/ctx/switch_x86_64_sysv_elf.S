@@ -145,7 +145,6 @@ weft__ctx_switch:
 #endif
 	.cfi_startproc
 	WEFT_SWITCH 1
-
 	.cfi_endproc
 	.size	weft__ctx_switch_raw, .-weft__ctx_switch_raw
 
@@ -173,7 +172,6 @@ weft__ctx_switch_threadfp:
 #endif
 	.cfi_startproc
 	WEFT_SWITCH 0
-
 	.cfi_endproc
 	.size	weft__ctx_switch_threadfp_raw, .-weft__ctx_switch_threadfp_raw
 

@@ -942,6 +942,14 @@ static void worker_park(struct weft__worker *w)
 		w->searching = true;
 }
 
+/* Owner: whether w has work queued besides its LIFO slot: in its run queue,
+ * its spawn deque, or its run queue's overflow waiting in the injection
+ * queue (drain_inject). */
+static inline bool queued_here(struct weft__worker *w)
+{
+	return weft__runq_len(&w->runq) || weft__spawnq_nonempty(&w->spawnq) || w->drain_inject;
+}
+
 /* Owner: the next task from w's own queues, in the scheduler's order. */
 static struct weft_task *find_local(struct weft__worker *w, uint32_t tick)
 {
@@ -959,9 +967,7 @@ static struct weft_task *find_local(struct weft__worker *w, uint32_t tick)
 		 * a long streak gets its turn at once. The injection queue,
 		 * timers and remote calls are find_work's periodic duties,
 		 * which a streak does not skip. */
-		if (w->lifo_streak++ < WEFT__LIFO_MAX ||
-		    (!weft__runq_len(&w->runq) && !weft__spawnq_nonempty(&w->spawnq) &&
-		     !w->drain_inject))
+		if (w->lifo_streak++ < WEFT__LIFO_MAX || !queued_here(w))
 			return t;
 		enqueue_back(w, t);     /* ping-pong pair: give the queue a turn */
 	}
@@ -1045,7 +1051,7 @@ static struct weft_task *find_work(struct weft__worker *w)
 			continue;
 		if (fire_timers(w))
 			continue;
-		if (w->lifo || weft__runq_len(&w->runq) || weft__spawnq_nonempty(&w->spawnq))
+		if (w->lifo || queued_here(w))
 			continue;
 		if (atomic_load_explicit(&rt->stop, memory_order_acquire))
 			return NULL;

@@ -35,6 +35,9 @@ corpus=$out/$name-corpus
 mkdir -p "$corpus"
 cd "$out"
 # -timeout: one input taking over 5 s is a hang; the whole run is bounded
-# by -max_total_time (and meson's test timeout).
+# by -max_total_time (and meson's test timeout). -error_exitcode and
+# -timeout_exitcode: libFuzzer's default for a crash is 77, which meson
+# reads as "skipped": a broken contract was reported as a skip (fuzz-http
+# kept eleven crash inputs that way), so every finding exits 1.
 exec "$bin" -max_total_time="$secs" -timeout=5 -rss_limit_mb=1024 -print_final_stats=1 \
-	"$corpus" "$seeds"
+	-error_exitcode=1 -timeout_exitcode=1 "$corpus" "$seeds"

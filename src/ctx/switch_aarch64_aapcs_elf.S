@@ -159,6 +159,24 @@ weft__ctx_switch_threadfp:
 	.size	weft__ctx_switch_threadfp_raw, .-weft__ctx_switch_threadfp_raw
 
 /*
+ * weft__ctx_switch_threadfp_back_raw: a second copy of the switch above for
+ * the other direction of a call-like pair (gen.c's yield), as on x86-64,
+ * where one copy per direction lets each indirect jump keep one predicted
+ * target. Here the switch ends in `ret`, predicted by the return stack,
+ * which a stack change defeats either way; the copy is there so that gen.c
+ * is the same on both architectures, and costs nothing. Not measured here.
+ */
+	.globl	weft__ctx_switch_threadfp_back_raw
+	.hidden	weft__ctx_switch_threadfp_back_raw
+	.type	weft__ctx_switch_threadfp_back_raw, %function
+	.p2align 4
+weft__ctx_switch_threadfp_back_raw:
+	.cfi_startproc
+	WEFT_SWITCH 0
+	.cfi_endproc
+	.size	weft__ctx_switch_threadfp_back_raw, .-weft__ctx_switch_threadfp_back_raw
+
+/*
  * First code of every fresh context, entered by the `ret` of its first
  * switch with sp 16-byte aligned, x0 = data, x19 = function to call,
  * x20 = second argument (see weft__ctx_make). Calls x19(data, x20); that

@@ -26,8 +26,27 @@
  *
  * Two details that cost or save nanoseconds (measured here, 2 vCPU VM):
  *
- * - The switch ends with `pop %r8; jmp *%r8`, not `ret`: after the stack
- *   changed, `ret` is always mispredicted by the return stack buffer.
+ * - How the switch ends. The return stack buffer (RSB) predicts a `ret`
+ *   from the calls made on this thread, whatever stack they were made on.
+ *   When `to` was switched out from the very call site that called us now
+ *   (the scheduler's: every coroutine leaves through one call in
+ *   switch_out), a plain `ret` lands where the RSB predicts, and the RSB
+ *   stays balanced, so the returns that follow up `to`'s call chain are
+ *   predicted too when its chain has the same shape as ours (two
+ *   coroutines parked in the same channel receive). Otherwise (a fresh
+ *   context, whose first pc is the trampoline; a scheduler context; two
+ *   loops that switch from different places) the switch ends with
+ *   `pop %r8; jmp *%r8`, which the branch target buffer predicts, where a
+ *   `ret` would always miss. The scheduler's switch compares the two
+ *   return addresses and takes the matching exit (`samesite` below; the
+ *   generators' switches are entered by tail jumps, not calls, and always
+ *   jump). Always jumping left the RSB one entry deep with our caller's
+ *   return address, so every `ret` after the switch, up the resumed
+ *   coroutine's chain, was predicted from the wrong entry. Measured with
+ *   weft-bench pinned to one CPU, 3 runs alternating, ns, before/after:
+ *   yield 47/35, ring (1 worker) 134/109, pingpong (1 worker) 240/220;
+ *   the switch benchmark (two loops, two call sites: the jump exit) 6.1/5.5;
+ *   spawn, skynet, fib, sleep (2 workers) within noise.
  *
  * - MXCSR and the x87 control word are callee-saved in the SysV ABI, so a
  *   switch hands each context back the control state it left with: saved
@@ -66,11 +85,14 @@
 	.text
 
 /*
- * The switch, once, for both entry points below: fp=1 saves and restores
+ * The switch, once, for every entry point below: fp=1 saves and restores
  * the FP control state (weft__ctx_switch_raw), fp=0 leaves it alone
- * (weft__ctx_switch_threadfp_raw). Same frame either way.
+ * (weft__ctx_switch_threadfp_raw and its copy). Same frame either way.
+ * samesite=1 returns with `ret` when `to` resumes at our own return address
+ * (see "How the switch ends" above); r9 (caller-saved, not an argument
+ * here) carries that address across the change of stack.
  */
-.macro WEFT_SWITCH fp
+.macro WEFT_SWITCH fp, samesite
 	endbr64
 	pushq	%rbp
 	.cfi_adjust_cfa_offset 8
@@ -97,6 +119,9 @@
 	fnstcw	WEFT_CTX_FRAME_FPCSR+4(%rsp)
 .endif
 
+.if \samesite
+	movq	WEFT_CTX_FRAME_PC(%rsp), %r9	/* where our caller returns to */
+.endif
 	movq	%rsp, (%rdi)			/* from->sp */
 	movq	(%rsi), %rsp			/* to->sp: same frame layout, CFI holds */
 
@@ -124,6 +149,15 @@
 	popq	%rbp
 	.cfi_adjust_cfa_offset -8
 	.cfi_restore %rbp
+.if \samesite
+	/* `to` was switched out from the call site we were called from: a
+	 * `ret` lands where the return stack predicts and keeps it balanced */
+	cmpq	(%rsp), %r9
+	jne	1f
+	movq	%rdx, %rax			/* data: the value the switch returns */
+	ret
+1:
+.endif
 	popq	%r8
 	.cfi_adjust_cfa_offset -8
 	.cfi_register %rip, %r8
@@ -144,7 +178,7 @@ weft__ctx_switch_raw:
 weft__ctx_switch:
 #endif
 	.cfi_startproc
-	WEFT_SWITCH 1
+	WEFT_SWITCH 1, 1
 	.cfi_endproc
 	.size	weft__ctx_switch_raw, .-weft__ctx_switch_raw
 
@@ -171,7 +205,7 @@ weft__ctx_switch_threadfp_raw:
 weft__ctx_switch_threadfp:
 #endif
 	.cfi_startproc
-	WEFT_SWITCH 0
+	WEFT_SWITCH 0, 0
 	.cfi_endproc
 	.size	weft__ctx_switch_threadfp_raw, .-weft__ctx_switch_threadfp_raw
 
@@ -193,7 +227,7 @@ weft__ctx_switch_threadfp:
 	.p2align 4
 weft__ctx_switch_threadfp_back_raw:
 	.cfi_startproc
-	WEFT_SWITCH 0
+	WEFT_SWITCH 0, 0
 	.cfi_endproc
 	.size	weft__ctx_switch_threadfp_back_raw, .-weft__ctx_switch_threadfp_back_raw
 

@@ -744,12 +744,16 @@ static void switch_out(struct weft__worker *w, struct weft_task *t, int action)
 	} else {
 		next = direct_next(w);
 	}
+	struct weft__ctx *to = &w->sched_ctx;
 	if (next) {
 		resume_prep(w, next);
-		weft__ctx_switch(&t->ctx, &next->ctx, next);
-	} else {
-		weft__ctx_switch(&t->ctx, &w->sched_ctx, NULL);
+		to = &next->ctx;
 	}
+	/* One call site for every coroutine that leaves: the coroutine
+	 * switched to left through it too (unless fresh or resumed by the
+	 * scheduler), and the switch returns there with a `ret` the return
+	 * stack predicts (see the x86-64 switch). */
+	weft__ctx_switch(&t->ctx, to, next);
 	after_switch(worker_current());
 }
 

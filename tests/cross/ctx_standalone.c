@@ -5,9 +5,11 @@
  * be mapped inside TSan's address layout, Snaipe/Criterion#274).
  * Links src/ctx/ctx.c and the switch only: stacks are mapped here.
  *
- * Checks: values across 1,000,000 switches; every callee-saved register
- * (x86-64: rbx rbp r12-r15; AArch64: x19-x29, d8-d15) survives a switch
- * while the other context clobbers them all; FP control state (MXCSR and
+ * Checks: values across 1,000,000 switches (two loops, two call sites: on
+ * x86-64 the switch's jump exit); every callee-saved register (x86-64: rbx
+ * rbp r12-r15; AArch64: x19-x29, d8-d15) survives a switch while the other
+ * context clobbers them all (both sides switch from one call site: on
+ * x86-64 the `ret` exit); FP control state (MXCSR and
  * x87 CW / FPCR) is per context; fresh contexts start 16-byte aligned with
  * the maker's FP state; weft__ctx_exit hands over its value. The same for
  * weft__ctx_switch_threadfp (generators), except that its two sides share

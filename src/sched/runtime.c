@@ -91,6 +91,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -173,6 +174,40 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "weft: %s\n", buf);
 	abort();
+}
+
+/*
+ * Cancellation's Dekker pair: weft__wait_begin stores `wait` (open) then
+ * loads `cancel`; weft_cancel stores `cancel` then loads `wait`. At least
+ * one of them must see the other's store, or a cancel lands between a
+ * wait's opening and its parking and is lost. seq_cst on both sides does
+ * it with a locked instruction on the waiter's side (x86: xchg), and every
+ * blocking call opens a wait: ~7% of a channel hand-off (pingpong, ring)
+ * was that xchg. Cancels are rare, so the barrier goes to their side:
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) makes every running thread
+ * of the process execute a full barrier between the canceller's store and
+ * its load (a thread not running passes one when it is switched out). The
+ * waiter keeps only the compiler's order (atomic_signal_fence). Then, with
+ * P the point where the waiter's thread executes that barrier: if P comes
+ * after the waiter's store of `wait`, the canceller's load (after the
+ * syscall) sees the open wait; if P comes before it, the waiter's load of
+ * `cancel` comes after P, which comes after the canceller's store, and sees
+ * it. Either way one side sees the other (the asymmetric fences of
+ * userspace RCU and Folly). A cancel costs the syscall and an IPI to each
+ * CPU running one of our threads: microseconds, once per weft_cancel.
+ *
+ * Registered once per process, at the first weft_rt_create, before any
+ * coroutine exists; where the kernel lacks it (before 4.14) or seccomp
+ * refuses it, both sides stay seq_cst. membarrier_mode never changes after
+ * that, and coroutines and cancels only exist after it is set (rt_create
+ * happens-before the workers and whatever spawns).
+ */
+static bool membarrier_mode;
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+
+static void membarrier_register(void)
+{
+	membarrier_mode = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
 /* ---------------------------------------------------- injection queue --- */
@@ -1220,6 +1255,8 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	 * lines of their own (_Alignas(64)); calloc's 16-byte alignment was
 	 * undefined behaviour (UBSan: "misaligned address ... requires 64 byte
 	 * alignment") and put those counters back on shared lines. */
+	pthread_once(&membarrier_once, membarrier_register);
+
 	size_t rt_size = (sizeof(struct weft_rt) + 63) & ~(size_t)63;
 	struct weft_rt *rt = weft__fault("rt.alloc") ? NULL : aligned_alloc(64, rt_size);
 	if (!rt)
@@ -1499,6 +1536,7 @@ WEFT_API int weft_rt_run(weft_rt *rt, weft_fn fn, void *arg, void **ret)
 
 /* ------------------------------------------------------------- waits --- */
 
+
 static void wait_timer_fire(struct weft__timer *tm)
 {
 	struct weft_task *t = (struct weft_task *)((char *)tm - offsetof(struct weft_task, timer));
@@ -1555,12 +1593,18 @@ int weft__wait_begin(struct weft__waiter *wt, uint64_t deadline, unsigned flags)
 	uint64_t seq = ++t->wait_seq;
 	wt->task = t;
 	wt->seq = seq;
-	/* relaxed: published by the seq_cst store of `wait` below, which a
-	 * canceller reads before it reads the flags. */
+	/* relaxed: published by the store of `wait` below (release or
+	 * seq_cst), which a canceller reads (acquire) before the flags. */
 	atomic_store_explicit(&t->wait_flags, flags, memory_order_relaxed);
 	t->wake_reason = 0;
-	/* seq_cst: Dekker pair with weft_cancel (store cancel; load wait). */
-	atomic_store_explicit(&t->wait, (seq << 1) | 1, memory_order_seq_cst);
+	/* The Dekker pair with weft_cancel (see membarrier_mode). release:
+	 * publishes wait_flags to the canceller's acquire load of `wait`. */
+	if (membarrier_mode) {
+		atomic_store_explicit(&t->wait, (seq << 1) | 1, memory_order_release);
+		atomic_signal_fence(memory_order_seq_cst);  /* store, then load: compiler order */
+	} else {
+		atomic_store_explicit(&t->wait, (seq << 1) | 1, memory_order_seq_cst);
+	}
 	weft__perturb();
 	if ((flags & WEFT__WAIT_CANCELLABLE) &&
 	    atomic_load_explicit(&t->cancel, memory_order_seq_cst)) {
@@ -1771,13 +1815,24 @@ WEFT_API int weft_cancel(weft_task *t)
 {
 	if (!t)
 		return -EINVAL;
-	/* seq_cst: Dekker pair with weft__wait_begin (store wait; load cancel). */
-	atomic_store_explicit(&t->cancel, 1, memory_order_seq_cst);
-	uint64_t wv = atomic_load_explicit(&t->wait, memory_order_seq_cst);
+	/* The Dekker pair with weft__wait_begin (store wait; load cancel):
+	 * see membarrier_mode. */
+	uint64_t wv;
+	if (membarrier_mode) {
+		atomic_store_explicit(&t->cancel, 1, memory_order_relaxed);
+		if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+			die("membarrier(PRIVATE_EXPEDITED) failed after registering: %s",
+			    strerror(errno));
+		/* acquire: pairs with the release store that opened the wait */
+		wv = atomic_load_explicit(&t->wait, memory_order_acquire);
+	} else {
+		atomic_store_explicit(&t->cancel, 1, memory_order_seq_cst);
+		wv = atomic_load_explicit(&t->wait, memory_order_seq_cst);
+	}
 	if (!(wv & 1))
 		return 0;                       /* not waiting: it sees the flag */
-	/* wait_flags was written before the seq_cst store that opened this
-	 * wait, which we read: it is the open wait's. */
+	/* wait_flags was written before the store that opened this wait,
+	 * which we read: it is the open wait's. */
 	if (!(atomic_load_explicit(&t->wait_flags, memory_order_relaxed) & WEFT__WAIT_CANCELLABLE))
 		return 0;
 	struct weft__waiter wt = { t, wv >> 1 };

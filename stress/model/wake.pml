@@ -43,8 +43,11 @@
  *   cancel shield are not modelled.
  *
  * Memory orders: SC here. The C code's Dekker pair (cancel store / wait
- * load against wait store / cancel load) is seq_cst on both sides, so SC
- * is faithful there; the state CASes are single RMWs on one location (any
+ * load against wait store / cancel load) is seq_cst on both sides, or (where
+ * membarrier works) a compiler-ordered pair on the waiter's side against a
+ * store, membarrier(PRIVATE_EXPEDITED), load on the canceller's, which
+ * forbids the same outcome (runtime.c, membarrier_mode), so SC is faithful
+ * there; the state CASes are single RMWs on one location (any
  * order gives them a total order), so the interleavings here are theirs.
  * What SC hides: whether the release/acquire pairs carry the saved context
  * and wake_reason; that is argued in runtime.c and left to TSan.

@@ -1,7 +1,12 @@
 /*
  * noring: run a program where io_uring_setup(2) fails.
  *
- *     noring EPERM|ENOSYS program [args...]
+ *     noring [--membarrier] EPERM|ENOSYS program [args...]
+ *
+ * --membarrier: fail membarrier(2) instead, as on kernels before 4.14 or
+ * under a seccomp profile without it; weft then keeps cancellation's
+ * Dekker pair seq_cst on both sides (src/sched/runtime.c, membarrier_mode),
+ * and the tests run under it exercise that path.
  *
  * Installs a seccomp-BPF filter (raw prctl, no libseccomp) that makes every
  * io_uring_setup call fail with the given errno and lets every other system
@@ -39,14 +44,14 @@
 #  define __NR_io_uring_setup 425     /* the same on every architecture */
 #endif
 
-static int install(int err)
+static int install(int err, long nr)
 {
 	struct sock_filter f[] = {
 		/* A foreign ABI (x32, i386 on x86_64) has other numbers: let it be. */
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NORING_ARCH, 0, 3),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
@@ -65,8 +70,16 @@ static int install(int err)
 
 int main(int argc, char **argv)
 {
+	long nr = __NR_io_uring_setup;
+	const char *name = "io_uring_setup";
+	if (argc > 1 && !strcmp(argv[1], "--membarrier")) {
+		nr = SYS_membarrier;
+		name = "membarrier";
+		argv++;
+		argc--;
+	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: noring EPERM|ENOSYS program [args...]\n");
+		fprintf(stderr, "usage: noring [--membarrier] EPERM|ENOSYS program [args...]\n");
 		return 2;
 	}
 	int err;
@@ -78,11 +91,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "noring: errno must be EPERM or ENOSYS, not \"%s\"\n", argv[1]);
 		return 2;
 	}
-	if (install(err))
+	if (install(err, nr))
 		return 1;
-	/* Check the filter took before handing over. */
-	if (syscall(__NR_io_uring_setup, 1, NULL) != -1 || errno != err) {
-		fprintf(stderr, "noring: io_uring_setup not blocked (errno %d)\n", errno);
+	/* Check the filter took before handing over (MEMBARRIER_CMD_QUERY = 0,
+	 * harmless if it went through). */
+	if (syscall(nr, nr == SYS_membarrier ? 0 : 1, 0, 0) != -1 || errno != err) {
+		fprintf(stderr, "noring: %s not blocked (errno %d)\n", name, errno);
 		return 1;
 	}
 	execvp(argv[2], argv + 2);

@@ -169,7 +169,8 @@ WEFT_API int weft_join(weft_task *t, void **ret);
  * Ask t to stop: its current or next blocking call returns -ECANCELED (and so
  * does every blocking call after it). Cancelling a finished coroutine is a
  * no-op. Callable from any thread while t is not yet joined. Returns 0, or
- * -EINVAL when t is NULL.
+ * -EINVAL when t is NULL. Costs a membarrier(2) system call (docs/guarantees.md,
+ * Cancellation): cheap waits, dearer cancels.
  */
 WEFT_API int weft_cancel(weft_task *t);
 

@@ -35,8 +35,9 @@
  *                         RUNNABLE, ready()
  *     queued > 0 -> ..    a worker takes it and resumes it (RUNNING)
  *   claim(s)              weft__wait_claim: CAS wait (s<<1)|1 -> s<<1, acq_rel
- *   wake()                wake_task: CAS RUNNING -> NOTIFIED (release) or
- *                         PARKED -> RUNNABLE (acq_rel) then ready(); else die
+ *   wake()                wake_task: CAS RUNNING -> NOTIFIED (release); or
+ *                         load PARKED (acquire), later store RUNNABLE and
+ *                         ready(); else die
  *   canceller             weft_cancel: store cancel seq_cst, load wait
  *                         seq_cst, open -> claim that seq -> wake
  *   Timers (weft__timer_cancel after the wake), wake_reason and the
@@ -81,8 +82,12 @@ inline claim(s, won)
 	}
 }
 
-inline wake()
+/* parked: a local of the caller. PARKED is seen by a load and left by a
+ * separate plain store (C: only the claim's winner may wake, and nothing
+ * else leaves PARKED), so another process may run between the two. */
+inline wake(parked)
 {
+	parked = false;
 	atomic {
 		if
 		:: state == RUNNING ->
@@ -91,10 +96,14 @@ inline wake()
 #else
 			skip
 #endif
-		:: state == PARKED -> state = RUNNABLE; queued++; assert(queued == 1)
+		:: state == PARKED -> parked = true
 		:: else -> assert(false)        /* die: double wake */
 		fi
-	}
+	};
+	if
+	:: parked -> atomic { state = RUNNABLE; queued++; assert(queued == 1) }
+	:: else -> skip
+	fi
 }
 
 active proctype task()
@@ -140,7 +149,7 @@ next:
 active proctype waker()
 {
 	byte s;
-	bool won;
+	bool won, parked;
 end:
 	do
 	:: atomic { reg != 0 -> s = reg; reg = 0 };
@@ -150,7 +159,7 @@ end:
 		claim(s, won);
 #endif
 		if
-		:: won -> wake()
+		:: won -> wake(parked)
 		:: else -> skip
 		fi
 	od
@@ -159,14 +168,14 @@ end:
 active proctype canceller()
 {
 	byte wv;
-	bool won;
+	bool won, parked;
 	cancel = true;
 	wv = waitw;
 	if
 	:: wv & 1 ->
 		claim(wv / 2, won);
 		if
-		:: won -> wake()
+		:: won -> wake(parked)
 		:: else -> skip
 		fi
 	:: else -> skip

@@ -147,6 +147,7 @@ struct weft__worker {
 	void *unlock_arg;
 	bool searching;                   /* counted in rt->nsearching            */
 	bool batch_wake;                  /* waking a batch: FIFO, not LIFO slot  */
+	bool io_wake;                     /* ...of I/O completions: wake no helper */
 	bool drain_inject;                /* our overflow is in the inject queue  */
 	/* Tasks taken from the head of the injection queue in one lock hold
 	 * while draining our overflow, run in order before the run queue.

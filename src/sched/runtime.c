@@ -77,7 +77,9 @@
  *   wakes one more. The lost-wake-up argument is at notify_work; a worker
  *   pushing on its own queues skips the fence when nobody is idle
  *   (notify_local), and the monitor wakes a worker for work stranded that
- *   way.
+ *   way. Coroutines woken by I/O completions wake no helper at all: the
+ *   ring's worker runs them (see enqueue_back), unless they overflow its
+ *   run queue.
  *
  * Shutdown: weft_rt_destroy sets rt->shutdown (new spawns start cancelled),
  *   cancels every live task by walking the record slabs, waits for the live

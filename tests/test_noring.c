@@ -27,6 +27,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -210,6 +211,14 @@ static size_t vm_size(void)
 
 static int child_as(void)
 {
+	/* One malloc arena for every thread. A thread's first malloc may
+	 * create an arena of its own, which reserves 64 MiB of address space
+	 * at once (glibc's HEAP_MAX_SIZE): a worker or monitor thread doing
+	 * that after the limit below took all of its 64 MiB headroom, and
+	 * weft_rt_run then had no room for its main coroutine's stack (a
+	 * failure seen once in a parallel `meson test`). Such reservations
+	 * measure glibc, not weft. */
+	mallopt(M_ARENA_MAX, 1);
 	weft_rt *rt;
 	struct weft_config cfg = { .workers = 2 };
 	EXPECT(weft_rt_create(&rt, &cfg) == 0, "create before the limit");

@@ -545,8 +545,8 @@ static bool enqueue_back_quiet(struct weft__worker *w, struct weft_task *t)
  * echo benchmark (2 workers, the load generator pinned to one of the two
  * CPUs) both workers then stayed busy, took turns on the load's CPU, and
  * the connections on whichever ring was preempted waited out a time
- * slice: p99 2.1-2.6 ms. Without that wake, 12 runs alternating: p99
- * median 0.94-1.4 ms, req/s 184k -> 195k. An idle worker still finds this
+ * slice. Without that wake, 6 runs of 3 s per binary alternating: p99
+ * median 2.3 -> 1.6 ms, req/s median 182k -> 194k. An idle worker still finds this
  * work when it searches after its own, and the monitor wakes one for work
  * left queued while workers sleep (every 5 ms while busy). An overflow
  * into the injection queue still wakes one (below). */

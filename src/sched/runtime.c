@@ -1289,12 +1289,12 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	if (err)
 		return err;
 
+	pthread_once(&membarrier_once, membarrier_register);
+
 	/* aligned_alloc: struct weft_rt keeps its shared counters on cache
 	 * lines of their own (_Alignas(64)); calloc's 16-byte alignment was
 	 * undefined behaviour (UBSan: "misaligned address ... requires 64 byte
 	 * alignment") and put those counters back on shared lines. */
-	pthread_once(&membarrier_once, membarrier_register);
-
 	size_t rt_size = (sizeof(struct weft_rt) + 63) & ~(size_t)63;
 	struct weft_rt *rt = weft__fault("rt.alloc") ? NULL : aligned_alloc(64, rt_size);
 	if (!rt)
@@ -1574,7 +1574,6 @@ WEFT_API int weft_rt_run(weft_rt *rt, weft_fn fn, void *arg, void **ret)
 
 /* ------------------------------------------------------------- waits --- */
 
-
 static void wait_timer_fire(struct weft__timer *tm)
 {
 	struct weft_task *t = (struct weft_task *)((char *)tm - offsetof(struct weft_task, timer));
@@ -1849,32 +1848,54 @@ WEFT_API int weft_join(weft_task *t, void **ret)
 	return 0;
 }
 
+/*
+ * weft_cancel in three steps, so that a sweep over many tasks (destroy)
+ * pays one barrier instead of one per task: mark each, cancel_fence once,
+ * then deliver each. The Dekker pair with weft__wait_begin (store wait;
+ * load cancel) holds for every task marked before the fence and delivered
+ * after it: see membarrier_mode. A membarrier per task made
+ * weft_rt_destroy with 100,000 blocked coroutines take 6.3-6.7 s instead
+ * of 1.9-2.1 s (stress/ioshutdown).
+ */
+static void cancel_mark(struct weft_task *t)
+{
+	if (membarrier_mode)
+		atomic_store_explicit(&t->cancel, 1, memory_order_relaxed);
+	else
+		atomic_store_explicit(&t->cancel, 1, memory_order_seq_cst);
+}
+
+static void cancel_fence(void)
+{
+	if (membarrier_mode && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+		die("membarrier(PRIVATE_EXPEDITED) failed after registering: %s", strerror(errno));
+}
+
+/* t was marked before the last cancel_fence: end its open wait, if any. */
+static void cancel_deliver(struct weft_task *t)
+{
+	uint64_t wv;
+	if (membarrier_mode)   /* acquire: pairs with the release store that opened the wait */
+		wv = atomic_load_explicit(&t->wait, memory_order_acquire);
+	else
+		wv = atomic_load_explicit(&t->wait, memory_order_seq_cst);
+	if (!(wv & 1))
+		return;                         /* not waiting: it sees the flag */
+	/* wait_flags was written before the store that opened this wait,
+	 * which we read: it is the open wait's. */
+	if (!(atomic_load_explicit(&t->wait_flags, memory_order_relaxed) & WEFT__WAIT_CANCELLABLE))
+		return;
+	struct weft__waiter wt = { t, wv >> 1 };
+	weft__wait_claim_wake(&wt, -ECANCELED);
+}
+
 WEFT_API int weft_cancel(weft_task *t)
 {
 	if (!t)
 		return -EINVAL;
-	/* The Dekker pair with weft__wait_begin (store wait; load cancel):
-	 * see membarrier_mode. */
-	uint64_t wv;
-	if (membarrier_mode) {
-		atomic_store_explicit(&t->cancel, 1, memory_order_relaxed);
-		if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
-			die("membarrier(PRIVATE_EXPEDITED) failed after registering: %s",
-			    strerror(errno));
-		/* acquire: pairs with the release store that opened the wait */
-		wv = atomic_load_explicit(&t->wait, memory_order_acquire);
-	} else {
-		atomic_store_explicit(&t->cancel, 1, memory_order_seq_cst);
-		wv = atomic_load_explicit(&t->wait, memory_order_seq_cst);
-	}
-	if (!(wv & 1))
-		return 0;                       /* not waiting: it sees the flag */
-	/* wait_flags was written before the store that opened this wait,
-	 * which we read: it is the open wait's. */
-	if (!(atomic_load_explicit(&t->wait_flags, memory_order_relaxed) & WEFT__WAIT_CANCELLABLE))
-		return 0;
-	struct weft__waiter wt = { t, wv >> 1 };
-	weft__wait_claim_wake(&wt, -ECANCELED);
+	cancel_mark(t);
+	cancel_fence();
+	cancel_deliver(t);
 	return 0;
 }
 
@@ -2240,11 +2261,21 @@ WEFT_API int weft_rt_destroy(weft_rt *rt)
 		uint64_t live = weft__live_tasks(rt, &exact);
 		if (live == 0 && exact)
 			break;
+		/* weft_cancel for every live task, with one barrier for all
+		 * (cancel_mark). The second pass delivers only what the first
+		 * marked: a record recycled in between has its flag clear and
+		 * waits for the next sweep. */
 		pthread_mutex_lock(&rt->pool_lock);
 		for (struct weft__slab *s = rt->slabs; s; s = s->next)
 			for (unsigned i = 0; i < s->n; i++)
 				if (atomic_load_explicit(&s->tasks[i].alive, memory_order_relaxed))
-					weft_cancel(&s->tasks[i]);
+					cancel_mark(&s->tasks[i]);
+		cancel_fence();
+		for (struct weft__slab *s = rt->slabs; s; s = s->next)
+			for (unsigned i = 0; i < s->n; i++)
+				if (atomic_load_explicit(&s->tasks[i].alive, memory_order_relaxed) &&
+				    atomic_load_explicit(&s->tasks[i].cancel, memory_order_relaxed))
+					cancel_deliver(&s->tasks[i]);
 		pthread_mutex_unlock(&rt->pool_lock);
 		if (!warned && weft_now() - start > 5000000000ull) {
 			warned = true;

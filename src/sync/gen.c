@@ -6,9 +6,9 @@
  * body, yield switches body -> caller: one switch each way per value.
  *
  * The hot path is the switch and nothing else: weft_gen_resume and
- * weft_gen_yield end in a tail call of the switch (gen_switch and, for
- * yields, its second copy gen_switch_back below: the
- * one that leaves the FP control state to the thread), whose data is the
+ * weft_gen_yield end in a tail call of the switch (gen_switch below, the
+ * one that leaves the FP control state to the thread; yields use its second
+ * copy, gen_switch_back), whose data is the
  * int the *other* side's call returns (YIELDED / DONE to a resume, 0 or
  * -ECANCELED to a yield). Each side writes the value it hands over straight
  * into the other's variable before it switches: a resume stores `in` through

@@ -1003,3 +1003,64 @@ Test(sched, lifo_pair_does_not_starve_a_queued_coroutine)
 	              "the yielder ran %lu times in %d round trips",
 	              atomic_load(&p.yields), PAIR_ROUNDS);
 }
+
+/* ------------------------------------------------- FIFO past overflow --- */
+
+/* More yielders than a run queue holds (256; 4 with small_queues), on one
+ * worker: the overflow (a solo worker's spill, growing from one run queue's
+ * worth) must keep FIFO order, so once every yielder is past the gate each
+ * runs exactly once per round, in the same order every round: the log
+ * repeats with a period of FIFO_TASKS. A lost, doubled or reordered task
+ * breaks the period. */
+#define FIFO_TASKS  1000
+#define FIFO_ROUNDS 20
+
+static _Atomic bool fifo_go;
+static _Atomic unsigned fifo_n;
+static uint16_t fifo_log[FIFO_TASKS * FIFO_ROUNDS];
+
+static void *fifo_yielder(void *arg)
+{
+	uint16_t me = (uint16_t)(uintptr_t)arg;
+	for (unsigned spin = 0; !atomic_load(&fifo_go) && spin < 100000; spin++)
+		weft_yield();
+	for (int r = 0; r < FIFO_ROUNDS; r++) {
+		unsigned k = atomic_fetch_add(&fifo_n, 1);
+		if (k < FIFO_TASKS * FIFO_ROUNDS)
+			fifo_log[k] = me;
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *fifo_main(void *arg)
+{
+	(void)arg;
+	static weft_task *t[FIFO_TASKS];
+	for (uintptr_t i = 0; i < FIFO_TASKS; i++)
+		if (weft_spawn(&t[i], fifo_yielder, (void *)i))
+			return (void *)1;
+	atomic_store(&fifo_go, true);
+	for (int i = 0; i < FIFO_TASKS; i++)
+		weft_join(t[i], NULL);
+	return NULL;
+}
+
+Test(sched, yield_keeps_fifo_order_past_queue_overflow_on_one_worker)
+{
+	atomic_store(&fifo_go, false);
+	atomic_store(&fifo_n, 0);
+	cr_assert_null(run_main(1, fifo_main, NULL));
+	cr_assert_eq(atomic_load(&fifo_n), FIFO_TASKS * FIFO_ROUNDS);
+	static unsigned seen[FIFO_TASKS];
+	memset(seen, 0, sizeof seen);
+	for (unsigned k = 0; k < FIFO_TASKS * FIFO_ROUNDS; k++) {
+		seen[fifo_log[k]]++;
+		if (k >= FIFO_TASKS)
+			cr_assert_eq(fifo_log[k], fifo_log[k - FIFO_TASKS],
+			             "turn %u ran yielder %u, one round earlier yielder %u ran there",
+			             k, fifo_log[k], fifo_log[k - FIFO_TASKS]);
+	}
+	for (unsigned i = 0; i < FIFO_TASKS; i++)
+		cr_assert_eq(seen[i], FIFO_ROUNDS, "yielder %u ran %u rounds", i, seen[i]);
+}

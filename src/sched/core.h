@@ -154,6 +154,14 @@ struct weft__worker {
 	 * Owner-only; not stealable, like the LIFO slot (at most DRAIN_BATCH). */
 	unsigned drain_i, drain_n;
 	struct weft_task *drain[WEFT__DRAIN_BATCH];
+	/* A runtime of one worker (solo): nobody steals, so the run queue's
+	 * overflow stays here instead of going through the injection queue's
+	 * lock as a linked list; see spill_push in runtime.c. A ring of
+	 * spill_cap (a power of two, 0 until first needed) pointers, FIFO,
+	 * owner-only; non-empty means every push lands here, behind it. */
+	bool solo;
+	uint32_t spill_head, spill_tail, spill_cap;
+	struct weft_task **spill;
 	struct weft_task *free_tasks;     /* task record cache                    */
 	unsigned nfree_tasks;
 	uint64_t next_id, last_id;        /* block of task ids                    */

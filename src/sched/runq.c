@@ -37,6 +37,18 @@ static unsigned runq_push_slow(struct weft__runq *q, struct weft_task *t, uint32
 	return n + 1;
 }
 
+bool weft__runq_try_push(struct weft__runq *q, struct weft_task *t)
+{
+	/* acquire / relaxed / release: as in weft__runq_push below. */
+	uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+	uint32_t tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	if (tl - h >= WEFT__RUNQ_CAP)
+		return false;
+	atomic_store_explicit(&q->slot[tl & WEFT__RUNQ_MASK], t, memory_order_relaxed);
+	atomic_store_explicit(&q->tail, tl + 1, memory_order_release);
+	return true;
+}
+
 unsigned weft__runq_push(struct weft__runq *q, struct weft_task *t, struct weft_task **batch)
 {
 	for (;;) {
@@ -86,6 +98,28 @@ struct weft_task *weft__runq_pop(struct weft__runq *q)
 		                                          memory_order_relaxed))
 			return t;
 	}
+}
+
+/*
+ * The only consumer is the owner (a runtime with one worker: steal_work
+ * never runs, and the overflow's CAS in weft__runq_push_slow is ours too), so
+ * head has one writer and the CAS that arbitrates between consumers has
+ * nobody to arbitrate: a plain store takes the item. The CAS was a locked
+ * instruction per yield, ~2.5 ns of the yield benchmark's ~27 (pinned, 4
+ * runs alternating). relaxed loads: both words are ours alone to write.
+ * release on head: other threads that read the length (the monitor's
+ * stranded-work check, weft__runq_len) pair with it as with the CAS.
+ */
+struct weft_task *weft__runq_pop_solo(struct weft__runq *q)
+{
+	uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+	uint32_t tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	if (h == tl)
+		return NULL;
+	struct weft_task *t = atomic_load_explicit(&q->slot[h & WEFT__RUNQ_MASK],
+	                                           memory_order_relaxed);
+	atomic_store_explicit(&q->head, h + 1, memory_order_release);
+	return t;
 }
 
 /* Copy half of victim's items into dst's slots starting at dst_tail, and

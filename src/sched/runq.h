@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #if defined(WEFT_SMALL_QUEUES)
 #  define WEFT__RUNQ_CAP 4u
@@ -51,6 +52,27 @@ unsigned weft__runq_push(struct weft__runq *q, struct weft_task *t, struct weft_
 
 /* Owner only. Take the item at the head, or NULL. */
 struct weft_task *weft__runq_pop(struct weft__runq *q);
+
+/* Owner only, and only where no other thread ever consumes from q: the
+ * queue of a runtime's only worker, from which nobody steals. Takes the head
+ * with a plain store instead of the CAS that races thieves. */
+struct weft_task *weft__runq_pop_solo(struct weft__runq *q);
+
+/* Owner only, solo queues only (as weft__runq_pop_solo): the item i places
+ * behind the head, or NULL when the queue holds no more than i items. */
+static inline struct weft_task *weft__runq_peek_solo(struct weft__runq *q, uint32_t i)
+{
+	/* relaxed: head and tail have no writer but us, the slots neither. */
+	uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+	uint32_t tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	if (tl - h <= i)
+		return NULL;
+	return atomic_load_explicit(&q->slot[(h + i) & WEFT__RUNQ_MASK], memory_order_relaxed);
+}
+
+/* Owner only. Push t at the tail if there is room; false (and nothing done)
+ * when the queue is full. */
+bool weft__runq_try_push(struct weft__runq *q, struct weft_task *t);
 
 /* Any thread other than dst's owner... called by dst's owner (the thief):
  * moves half of victim's items into dst (which must be empty) and returns one

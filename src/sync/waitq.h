@@ -52,66 +52,18 @@
 #include <sched.h>
 #include <ck_pr.h>
 #include "weft.h"
+#include "sched/lock.h"
 #include "sched/wait.h"
 
 /* ------------------------------------------------------------------ spin -- */
 
-/*
- * A waiter backs off exponentially: it pauses 1, 2, 4 ... up to SPIN_CAP
- * times between looks at the lock, and after SPIN_BUDGET pauses in all it
- * yields the CPU on each look instead (the holder is likely preempted).
- * Backing off is for the contended case: two workers hammering one channel
- * (the chan benchmark: 4 producers, 4 consumers, 2 workers). With a fixed
- * single pause between looks the lock's line crossed CPUs on almost every
- * operation and the waiter went on to sched_yield: 140-190 ns per item,
- * 1.8x Go's. Backing off lets the holder run a burst of operations with the
- * line in its cache: 29-50 ns, 0.3-0.5x Go's, in runs alternating on this
- * 2-CPU VM (a pause is ~14 ns here: the cap is ~1.8 us between looks, the
- * budget ~29 us before the first yield). A cap of 64 or 256 measured within
- * noise of 128; 16 was 75 ns. pingpong and ring on 2 workers, whose spins
- * are rarely contended, did not move.
- */
-#define WEFT__SPIN_CAP 128
-#define WEFT__SPIN_BUDGET 2048
+/* The sync layer's spinlock is the scheduler's weft__lock (sched/lock.h,
+ * which explains its backoff), under the name this layer has always used. */
+typedef weft__lock weft__spin;
 
-typedef struct { _Atomic unsigned char held; } weft__spin;
-
-static inline bool weft__spin_try(weft__spin *l)
-{
-	/* acquire: pairs with the release in weft__spin_unlock; what the
-	 * previous holder wrote in its section is visible to us. */
-	return !atomic_exchange_explicit(&l->held, 1, memory_order_acquire);
-}
-
-static inline void weft__spin_lock(weft__spin *l)
-{
-	if (weft__spin_try(l))
-		return;
-	unsigned wait = 1, spent = 0;
-	for (;;) {
-		/* relaxed: only a hint that the lock may be free; the exchange in
-		 * weft__spin_try does the synchronisation. */
-		while (atomic_load_explicit(&l->held, memory_order_relaxed)) {
-			if (spent < WEFT__SPIN_BUDGET) {
-				for (unsigned i = 0; i < wait; i++)
-					ck_pr_stall();      /* pause: no memory access, TSan-neutral */
-				spent += wait;
-				if (wait < WEFT__SPIN_CAP)
-					wait <<= 1;
-			} else {
-				sched_yield();      /* the holder is likely preempted */
-			}
-		}
-		if (weft__spin_try(l))
-			return;
-	}
-}
-
-static inline void weft__spin_unlock(weft__spin *l)
-{
-	/* release: publishes the critical section to the next acquirer. */
-	atomic_store_explicit(&l->held, 0, memory_order_release);
-}
+static inline bool weft__spin_try(weft__spin *l) { return weft__lock_try(l); }
+static inline void weft__spin_lock(weft__spin *l) { weft__lock_acquire(l); }
+static inline void weft__spin_unlock(weft__spin *l) { weft__unlock(l); }
 
 /* An unlock callback for weft__sp_park: arg is a weft__spin *. */
 void weft__spin_unlock_cb(void *arg);

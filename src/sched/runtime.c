@@ -1940,15 +1940,15 @@ WEFT_API int weft_join(weft_task *t, void **ret)
 }
 
 /*
- * weft_cancel in three steps, so that a sweep over many tasks (destroy)
- * pays one barrier instead of one per task: mark each, cancel_fence once,
- * then deliver each. The Dekker pair with weft__wait_begin (store wait;
+ * weft_cancel in three steps, so that a sweep over many tasks (destroy, a
+ * task group) pays one barrier instead of one per task: mark each,
+ * weft__cancel_fence once, then deliver each. The Dekker pair with weft__wait_begin (store wait;
  * load cancel) holds for every task marked before the fence and delivered
  * after it: see membarrier_mode. A membarrier per task made
  * weft_rt_destroy with 100,000 blocked coroutines take 6.3-6.7 s instead
  * of 1.9-2.1 s (stress/ioshutdown).
  */
-static void cancel_mark(struct weft_task *t)
+void weft__cancel_mark(struct weft_task *t)
 {
 	if (membarrier_mode)
 		atomic_store_explicit(&t->cancel, 1, memory_order_relaxed);
@@ -1956,14 +1956,14 @@ static void cancel_mark(struct weft_task *t)
 		atomic_store_explicit(&t->cancel, 1, memory_order_seq_cst);
 }
 
-static void cancel_fence(void)
+void weft__cancel_fence(void)
 {
 	if (membarrier_mode && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
 		die("membarrier(PRIVATE_EXPEDITED) failed after registering: %s", strerror(errno));
 }
 
-/* t was marked before the last cancel_fence: end its open wait, if any. */
-static void cancel_deliver(struct weft_task *t)
+/* t was marked before the last weft__cancel_fence: end its open wait, if any. */
+void weft__cancel_deliver(struct weft_task *t)
 {
 	uint64_t wv;
 	if (membarrier_mode)   /* acquire: pairs with the release store that opened the wait */
@@ -1984,9 +1984,9 @@ WEFT_API int weft_cancel(weft_task *t)
 {
 	if (!t)
 		return -EINVAL;
-	cancel_mark(t);
-	cancel_fence();
-	cancel_deliver(t);
+	weft__cancel_mark(t);
+	weft__cancel_fence();
+	weft__cancel_deliver(t);
 	return 0;
 }
 
@@ -2353,20 +2353,20 @@ WEFT_API int weft_rt_destroy(weft_rt *rt)
 		if (live == 0 && exact)
 			break;
 		/* weft_cancel for every live task, with one barrier for all
-		 * (cancel_mark). The second pass delivers only what the first
+		 * (weft__cancel_mark). The second pass delivers only what the first
 		 * marked: a record recycled in between has its flag clear and
 		 * waits for the next sweep. */
 		pthread_mutex_lock(&rt->pool_lock);
 		for (struct weft__slab *s = rt->slabs; s; s = s->next)
 			for (unsigned i = 0; i < s->n; i++)
 				if (atomic_load_explicit(&s->tasks[i].alive, memory_order_relaxed))
-					cancel_mark(&s->tasks[i]);
-		cancel_fence();
+					weft__cancel_mark(&s->tasks[i]);
+		weft__cancel_fence();
 		for (struct weft__slab *s = rt->slabs; s; s = s->next)
 			for (unsigned i = 0; i < s->n; i++)
 				if (atomic_load_explicit(&s->tasks[i].alive, memory_order_relaxed) &&
 				    atomic_load_explicit(&s->tasks[i].cancel, memory_order_relaxed))
-					cancel_deliver(&s->tasks[i]);
+					weft__cancel_deliver(&s->tasks[i]);
 		pthread_mutex_unlock(&rt->pool_lock);
 		if (!warned && weft_now() - start > 5000000000ull) {
 			warned = true;

@@ -90,6 +90,16 @@ void weft__wait_describe(const char *what, const void *obj);
  * that put their own timeout in the kernel (linked timeouts). */
 uint64_t weft__wait_deadline(uint64_t own);
 
+/* weft_cancel in three steps, for cancelling many tasks at once (task
+ * groups): weft__cancel_mark each, then weft__cancel_fence once (a
+ * membarrier system call where the kernel has it), then
+ * weft__cancel_deliver each task marked before that fence. One barrier for
+ * all instead of one per weft_cancel. Every task must stay valid (a handle
+ * held) from its mark to its delivery. */
+void weft__cancel_mark(weft_task *t);
+void weft__cancel_fence(void);
+void weft__cancel_deliver(weft_task *t);
+
 /* Shield the calling coroutine from cancellation (nesting counter): while
  * shielded, waits it opens are not cancellable. Returns the previous depth. */
 unsigned weft__cancel_shield_push(void);

@@ -59,9 +59,15 @@ static void group_fail_locked(struct weft_group *g, struct member *self, int err
 	g->first_err = err;
 	if (!(g->flags & WEFT_GROUP_CANCEL_ON_ERROR))
 		return;
+	/* weft_cancel for each, with one barrier for all (sched/wait.h): one
+	 * membarrier system call instead of one per member, under our spin. */
 	for (size_t i = 0; i < g->n; i++)
 		if (g->m[i] != self && g->m[i]->task)
-			weft_cancel(g->m[i]->task);
+			weft__cancel_mark(g->m[i]->task);
+	weft__cancel_fence();
+	for (size_t i = 0; i < g->n; i++)
+		if (g->m[i] != self && g->m[i]->task)
+			weft__cancel_deliver(g->m[i]->task);
 }
 
 static void *member_main(void *arg)
@@ -146,8 +152,11 @@ WEFT_API int weft_group_wait(weft_group *g)
 		if (r == -ECANCELED && !cancelled) {
 			cancelled = true;
 			weft__spin_lock(&g->lock);
+			for (size_t j = i; j < g->n; j++)       /* as group_fail_locked */
+				weft__cancel_mark(g->m[j]->task);
+			weft__cancel_fence();
 			for (size_t j = i; j < g->n; j++)
-				weft_cancel(g->m[j]->task);
+				weft__cancel_deliver(g->m[j]->task);
 			weft__spin_unlock(&g->lock);
 			weft__cancel_shield_push();
 			r = weft_join(t, NULL);

@@ -1064,3 +1064,42 @@ Test(sched, yield_keeps_fifo_order_past_queue_overflow_on_one_worker)
 	for (unsigned i = 0; i < FIFO_TASKS; i++)
 		cr_assert_eq(seen[i], FIFO_ROUNDS, "yielder %u ran %u rounds", i, seen[i]);
 }
+
+/* A burst of runnable coroutines bigger than the spill keeps once empty
+ * (4,096 slots), twice in one runtime: the spill grows, is given back when
+ * the burst drains, and grows again; every turn is still taken. */
+#define BURST_TASKS  10000
+#define BURST_ROUNDS 3
+
+static _Atomic unsigned burst_turns;
+
+static void *burst_yielder(void *arg)
+{
+	(void)arg;
+	for (int r = 0; r < BURST_ROUNDS; r++) {
+		atomic_fetch_add(&burst_turns, 1);
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *burst_main(void *arg)
+{
+	(void)arg;
+	static weft_task *t[BURST_TASKS];
+	for (int burst = 0; burst < 2; burst++) {
+		for (int i = 0; i < BURST_TASKS; i++)
+			if (weft_spawn(&t[i], burst_yielder, NULL))
+				return (void *)1;
+		for (int i = 0; i < BURST_TASKS; i++)
+			weft_join(t[i], NULL);
+	}
+	return NULL;
+}
+
+Test(sched, runnable_bursts_grow_and_release_the_overflow_on_one_worker, .timeout = 120)
+{
+	atomic_store(&burst_turns, 0);
+	cr_assert_null(run_main(1, burst_main, NULL));
+	cr_assert_eq(atomic_load(&burst_turns), 2u * BURST_TASKS * BURST_ROUNDS);
+}

@@ -530,10 +530,10 @@ static void ready(struct weft_task *t)
  * with the runtime; when growing fails the push falls back to the run
  * queue's overflow into the injection queue (an order between the two is
  * then lost: nothing else is). Emptied, it keeps up to WEFT__SPILL_KEEP
- * slots. weft-bench yield (1,000 yielders) pinned to
- * one CPU, 4 runs alternating: 29.3-30.4 ns before, 24.2-24.9 ns with the
- * spill and weft__runq_pop_solo; a run queue of 2,048 slots that never
- * overflows, without either, 26.9-27.6 ns.
+ * slots. weft-bench yield (1,000 yielders) pinned to one CPU, 4 runs
+ * alternating: 29.3-30.4 ns before, 24.2-24.9 ns with the spill and
+ * weft__runq_pop_solo; a run queue of 2,048 slots that never overflows,
+ * without either, 26.9-27.6 ns.
  */
 #define WEFT__SPILL_KEEP 4096u      /* spill slots kept once it empties */
 
@@ -1954,9 +1954,9 @@ WEFT_API int weft_join(weft_task *t, void **ret)
 /*
  * weft_cancel in three steps, so that a sweep over many tasks (destroy, a
  * task group) pays one barrier instead of one per task: mark each,
- * weft__cancel_fence once, then deliver each. The Dekker pair with weft__wait_begin (store wait;
- * load cancel) holds for every task marked before the fence and delivered
- * after it: see membarrier_mode. A membarrier per task made
+ * weft__cancel_fence once, then deliver each. The Dekker pair with
+ * weft__wait_begin (store wait; load cancel) holds for every task marked
+ * before the fence and delivered after it: see membarrier_mode. A membarrier per task made
  * weft_rt_destroy with 100,000 blocked coroutines take 6.3-6.7 s instead
  * of 1.9-2.1 s (stress/ioshutdown).
  */

@@ -16,15 +16,8 @@ void weft__spin_unlock_cb(void *arg)
 	weft__spin_unlock(arg);
 }
 
-int weft__sp_begin(struct weft__parker *p, uint64_t deadline)
+int weft__sp_begin_thread(struct weft__parker *p, uint64_t deadline)
 {
-	p->deadline = deadline;
-	p->selected = -1;
-	p->reason = 0;
-	if (weft_self()) {
-		p->thread = false;
-		return weft__wait_begin(&p->w, deadline, WEFT__WAIT_CANCELLABLE);
-	}
 	p->thread = true;
 	/* relaxed: nobody can see the parker before it is queued under a spin. */
 	atomic_store_explicit(&p->tstate, 0, memory_order_relaxed);
@@ -73,29 +66,21 @@ static int thread_park(struct weft__parker *p, void (*unlock)(void *), void *arg
 	}
 }
 
-int weft__sp_park(struct weft__parker *p, void (*unlock)(void *), void *arg)
+int weft__sp_park_thread(struct weft__parker *p, void (*unlock)(void *), void *arg)
 {
-	if (p->thread)
-		return thread_park(p, unlock, arg);
-	return weft__wait_park(&p->w, unlock, arg);
+	return thread_park(p, unlock, arg);
 }
 
-bool weft__sp_claim(struct weft__parker *p)
+bool weft__sp_claim_thread(struct weft__parker *p)
 {
-	if (!p->thread)
-		return weft__wait_claim(&p->w);
 	uint32_t exp = 0;
 	/* relaxed: exclusivity only; data goes over in weft__sp_wake's release. */
 	return atomic_compare_exchange_strong_explicit(&p->tstate, &exp, 1,
 	        memory_order_relaxed, memory_order_relaxed);
 }
 
-void weft__sp_wake(struct weft__parker *p, int reason)
+void weft__sp_wake_thread(struct weft__parker *p, int reason)
 {
-	if (!p->thread) {
-		weft__wait_wake(&p->w, reason);
-		return;
-	}
 	p->reason = reason;
 	/* release: pairs with the acquire load in thread_park; publishes the
 	 * reason, p->selected and the data handed over before this call. */

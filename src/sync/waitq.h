@@ -79,18 +79,54 @@ struct weft__parker {
 	int selected;                /* written by the winner before the wake     */
 };
 
+/* The plain-thread halves of the four calls below (waitq.c); the coroutine
+ * halves are inline here, so a channel hand-off between coroutines makes no
+ * call into this file (pingpong and ring on 1 worker, see weft__sp_wake). */
+int  weft__sp_begin_thread(struct weft__parker *p, uint64_t deadline);
+int  weft__sp_park_thread(struct weft__parker *p, void (*unlock)(void *), void *arg);
+bool weft__sp_claim_thread(struct weft__parker *p);
+void weft__sp_wake_thread(struct weft__parker *p, int reason);
+
 /* Open a blocking call for the caller (coroutine or plain thread); deadline
  * is absolute (weft_now()), 0 = none. 0, or -ECANCELED / -ETIMEDOUT with
  * nothing to undo. Call it with the primitive's spin held, before queueing. */
-int  weft__sp_begin(struct weft__parker *p, uint64_t deadline);
+static inline int weft__sp_begin(struct weft__parker *p, uint64_t deadline)
+{
+	p->deadline = deadline;
+	p->selected = -1;
+	p->reason = 0;
+	if (!weft_self())
+		return weft__sp_begin_thread(p, deadline);
+	p->thread = false;
+	return weft__wait_begin(&p->w, deadline, WEFT__WAIT_CANCELLABLE);
+}
+
 /* Block until claimed and woken; unlock(arg) releases the spins (for a
  * coroutine after its registers are saved, for a thread at once). Returns
  * the winner's reason (0 or a primitive-specific value), -ETIMEDOUT or
  * -ECANCELED. */
-int  weft__sp_park(struct weft__parker *p, void (*unlock)(void *), void *arg);
+static inline int weft__sp_park(struct weft__parker *p, void (*unlock)(void *), void *arg)
+{
+	if (p->thread)
+		return weft__sp_park_thread(p, unlock, arg);
+	return weft__wait_park(&p->w, unlock, arg);
+}
+
 /* First caller wins; the winner must call weft__sp_wake. Any thread. */
-bool weft__sp_claim(struct weft__parker *p);
-void weft__sp_wake(struct weft__parker *p, int reason);
+static inline bool weft__sp_claim(struct weft__parker *p)
+{
+	if (p->thread)
+		return weft__sp_claim_thread(p);
+	return weft__wait_claim(&p->w);
+}
+
+static inline void weft__sp_wake(struct weft__parker *p, int reason)
+{
+	if (p->thread)
+		weft__sp_wake_thread(p, reason);
+	else
+		weft__wait_wake(&p->w, reason);
+}
 
 /* Relative timeout (ns) to an absolute deadline; never 0 (= none). */
 static inline uint64_t weft__deadline_after(uint64_t ns)

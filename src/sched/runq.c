@@ -39,35 +39,35 @@ static unsigned runq_push_slow(struct weft__runq *q, struct weft_task *t, uint32
 
 bool weft__runq_try_push(struct weft__runq *q, struct weft_task *t)
 {
-	/* acquire / relaxed / release: as in weft__runq_push below. */
+	/* acquire: synchronises with consumers' CAS-release on head, so the
+	 * slot they emptied is really free before we overwrite it. */
 	uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+	/* relaxed: only the owner (us) writes tail. */
 	uint32_t tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
 	if (tl - h >= WEFT__RUNQ_CAP)
 		return false;
 	atomic_store_explicit(&q->slot[tl & WEFT__RUNQ_MASK], t, memory_order_relaxed);
+	/* release: makes the slot's content visible to whoever reads this
+	 * tail with acquire (thieves, weft__runq_len). */
 	atomic_store_explicit(&q->tail, tl + 1, memory_order_release);
 	return true;
 }
 
 unsigned weft__runq_push(struct weft__runq *q, struct weft_task *t, struct weft_task **batch)
 {
-	for (;;) {
-		/* acquire: synchronises with consumers' CAS-release on head, so the
-		 * slot they emptied is really free before we overwrite it. */
+	while (!weft__runq_try_push(q, t)) {
+		/* Full when we looked: orders as in weft__runq_try_push. A thief
+		 * that makes room before our look (here) or before our CAS (the
+		 * slow path's fails) sends us back to push. */
 		uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
-		/* relaxed: only the owner (us) writes tail. */
 		uint32_t tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
-		if (tl - h < WEFT__RUNQ_CAP) {
-			atomic_store_explicit(&q->slot[tl & WEFT__RUNQ_MASK], t, memory_order_relaxed);
-			/* release: makes the slot's content visible to whoever reads
-			 * this tail with acquire (thieves, weft__runq_len). */
-			atomic_store_explicit(&q->tail, tl + 1, memory_order_release);
-			return 0;
-		}
+		if (tl - h < WEFT__RUNQ_CAP)
+			continue;
 		unsigned n = runq_push_slow(q, t, h, tl, batch);
 		if (n)
 			return n;
 	}
+	return 0;
 }
 
 void weft__runq_push_batch(struct weft__runq *q, struct weft_task **items, unsigned n)

@@ -537,10 +537,15 @@ static void ready(struct weft_task *t)
  */
 #define WEFT__SPILL_KEEP 4096u      /* spill slots kept once it empties */
 
+static inline uint32_t spill_len(const struct weft__worker *w)
+{
+	return w->spill_tail - w->spill_head;       /* wrapping: at most spill_cap */
+}
+
 static bool spill_push(struct weft__worker *w, struct weft_task *t)
 {
 	uint32_t cap = w->spill_cap;
-	if (w->spill_tail - w->spill_head == cap) {
+	if (spill_len(w) == cap) {
 		if (cap >= (1u << 30))
 			return false;
 		uint32_t ncap = cap ? 2 * cap : WEFT__RUNQ_CAP;
@@ -583,7 +588,7 @@ static inline void prefetch_next(struct weft_task *n1, struct weft_task *n2)
 
 static inline struct weft_task *spill_pop(struct weft__worker *w)
 {
-	uint32_t h = w->spill_head, m = w->spill_cap - 1, n = w->spill_tail - h;
+	uint32_t h = w->spill_head, m = w->spill_cap - 1, n = spill_len(w);
 	if (!n)
 		return NULL;
 	w->spill_head = h + 1;
@@ -605,7 +610,7 @@ static inline struct weft_task *spill_pop(struct weft__worker *w)
 static bool enqueue_back_quiet(struct weft__worker *w, struct weft_task *t)
 {
 	if (w->solo) {
-		if (w->spill_head == w->spill_tail && weft__runq_try_push(&w->runq, t))
+		if (!spill_len(w) && weft__runq_try_push(&w->runq, t))
 			return false;
 		if (spill_push(w, t))
 			return false;
@@ -1112,7 +1117,7 @@ static void worker_park(struct weft__worker *w)
 static inline bool queued_here(struct weft__worker *w)
 {
 	return weft__runq_len(&w->runq) || weft__spawnq_nonempty(&w->spawnq) || w->drain_inject ||
-	       w->spill_head != w->spill_tail;
+	       spill_len(w);
 }
 
 /* Owner: the next task from w's own queues, in the scheduler's order. */
@@ -1956,9 +1961,9 @@ WEFT_API int weft_join(weft_task *t, void **ret)
  * task group) pays one barrier instead of one per task: mark each,
  * weft__cancel_fence once, then deliver each. The Dekker pair with
  * weft__wait_begin (store wait; load cancel) holds for every task marked
- * before the fence and delivered after it: see membarrier_mode. A membarrier per task made
- * weft_rt_destroy with 100,000 blocked coroutines take 6.3-6.7 s instead
- * of 1.9-2.1 s (stress/ioshutdown).
+ * before the fence and delivered after it: see membarrier_mode. A
+ * membarrier per task made weft_rt_destroy with 100,000 blocked coroutines
+ * take 6.3-6.7 s instead of 1.9-2.1 s (stress/ioshutdown).
  */
 void weft__cancel_mark(struct weft_task *t)
 {

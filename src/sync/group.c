@@ -51,6 +51,20 @@ WEFT_API int weft_group_create(weft_group **out, unsigned flags)
 	return 0;
 }
 
+/* With g->lock held: weft_cancel for members from..n-1 except skip (NULL:
+ * none) whose task handle is known, with one barrier for all (sched/wait.h):
+ * one membarrier system call instead of one per member, under our spin. */
+static void cancel_members_locked(struct weft_group *g, size_t from, struct member *skip)
+{
+	for (size_t i = from; i < g->n; i++)
+		if (g->m[i] != skip && g->m[i]->task)
+			weft__cancel_mark(g->m[i]->task);
+	weft__cancel_fence();
+	for (size_t i = from; i < g->n; i++)
+		if (g->m[i] != skip && g->m[i]->task)
+			weft__cancel_deliver(g->m[i]->task);
+}
+
 /* With g->lock held: the first failure; maybe cancel the others. */
 static void group_fail_locked(struct weft_group *g, struct member *self, int err)
 {
@@ -59,15 +73,7 @@ static void group_fail_locked(struct weft_group *g, struct member *self, int err
 	g->first_err = err;
 	if (!(g->flags & WEFT_GROUP_CANCEL_ON_ERROR))
 		return;
-	/* weft_cancel for each, with one barrier for all (sched/wait.h): one
-	 * membarrier system call instead of one per member, under our spin. */
-	for (size_t i = 0; i < g->n; i++)
-		if (g->m[i] != self && g->m[i]->task)
-			weft__cancel_mark(g->m[i]->task);
-	weft__cancel_fence();
-	for (size_t i = 0; i < g->n; i++)
-		if (g->m[i] != self && g->m[i]->task)
-			weft__cancel_deliver(g->m[i]->task);
+	cancel_members_locked(g, 0, self);
 }
 
 static void *member_main(void *arg)
@@ -152,11 +158,7 @@ WEFT_API int weft_group_wait(weft_group *g)
 		if (r == -ECANCELED && !cancelled) {
 			cancelled = true;
 			weft__spin_lock(&g->lock);
-			for (size_t j = i; j < g->n; j++)       /* as group_fail_locked */
-				weft__cancel_mark(g->m[j]->task);
-			weft__cancel_fence();
-			for (size_t j = i; j < g->n; j++)
-				weft__cancel_deliver(g->m[j]->task);
+			cancel_members_locked(g, i, NULL);
 			weft__spin_unlock(&g->lock);
 			weft__cancel_shield_push();
 			r = weft_join(t, NULL);

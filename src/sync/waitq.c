@@ -41,7 +41,7 @@ static void futex_wait_abs(_Atomic uint32_t *word, uint32_t val, uint64_t deadli
 	        NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
-static int thread_park(struct weft__parker *p, void (*unlock)(void *), void *arg)
+int weft__sp_park_thread(struct weft__parker *p, void (*unlock)(void *), void *arg)
 {
 	if (unlock)
 		unlock(arg);
@@ -66,11 +66,6 @@ static int thread_park(struct weft__parker *p, void (*unlock)(void *), void *arg
 	}
 }
 
-int weft__sp_park_thread(struct weft__parker *p, void (*unlock)(void *), void *arg)
-{
-	return thread_park(p, unlock, arg);
-}
-
 bool weft__sp_claim_thread(struct weft__parker *p)
 {
 	uint32_t exp = 0;
@@ -82,7 +77,7 @@ bool weft__sp_claim_thread(struct weft__parker *p)
 void weft__sp_wake_thread(struct weft__parker *p, int reason)
 {
 	p->reason = reason;
-	/* release: pairs with the acquire load in thread_park; publishes the
+	/* release: pairs with the acquire load in weft__sp_park_thread; publishes the
 	 * reason, p->selected and the data handed over before this call. */
 	atomic_store_explicit(&p->tstate, 2, memory_order_release);
 	syscall(SYS_futex, (uint32_t *)&p->tstate, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);

@@ -621,10 +621,14 @@ static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 static struct sigaction old_segv;
 static int handler_err;
 
+#if WEFT__TLS_INLINE
+WEFT__TLS_OFFSET(weft__stack_current_off, tls_current)
+#else
 void weft__stack_set_current(struct weft__stack *s)
 {
 	tls_current = s;
 }
+#endif
 
 static size_t fmt_u64(char *buf, uint64_t v)
 {

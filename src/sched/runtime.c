@@ -90,6 +90,7 @@
  *   worker per new task (a futex/MSG_RING round trip costs ~50 us here).
  */
 #include "sched/core.h"
+#include "ctx/tls.h"
 #include "debug_hooks.h"
 
 #include <errno.h>
@@ -118,40 +119,18 @@ static __thread struct weft__worker *tls_worker
 	__attribute__((tls_model("initial-exec")));
 
 /*
- * The worker running the caller. A coroutine may resume on another thread
- * after any switch, and compilers assume the thread pointer is constant in a
- * function, so a plain TLS read (thread pointer + offset) could be hoisted
- * or reused across a switch and read the old thread's worker.
- *
- * On x86-64 and AArch64 the thread pointer is read by a volatile asm with a
- * memory clobber, which the compiler must execute anew at each call (and
- * cannot move across the switch, an opaque call) and whose result it cannot
- * assume equal to an earlier one; the offset of tls_worker from the thread
- * pointer is the same in every thread (initial-exec TLS sits in the static
- * TLS block, at a fixed offset from each thread's pointer), so it is
- * computed once, by a constructor, before any thread can ask. Inline: a
- * channel hand-off asked up to seven times, each an out-of-line call before
- * (pingpong 1w, 5 runs alternating pinned: 149-159 ns before, 141-148
- * after). Elsewhere, an
- * out-of-line function with a memory clobber.
+ * The worker running the caller, read anew on every call: a coroutine may
+ * resume on another thread after any switch (ctx/tls.h). Inline where
+ * ctx/tls.h can: a channel hand-off asked up to seven times, each an
+ * out-of-line call before (pingpong 1w, 5 runs alternating pinned: 149-159
+ * ns before, 141-148 after). Elsewhere out of line, with a memory clobber.
  */
-#if defined(__x86_64__) || defined(__aarch64__)
-static intptr_t tls_worker_off;
-
-__attribute__((constructor)) static void tls_worker_off_init(void)
-{
-	tls_worker_off = (char *)&tls_worker - (char *)__builtin_thread_pointer();
-}
+#if WEFT__TLS_INLINE
+static WEFT__TLS_OFFSET(tls_worker_off, tls_worker)
 
 static inline struct weft__worker *worker_current(void)
 {
-	char *tp;
-#if defined(__x86_64__)
-	__asm__ volatile("movq %%fs:0, %0" : "=r"(tp) : : "memory");
-#else
-	__asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp) : : "memory");
-#endif
-	return *(struct weft__worker *const *)(tp + tls_worker_off);
+	return *WEFT__TLS_AT(struct weft__worker *, tls_worker_off);
 }
 #else
 #if defined(__clang__)
@@ -1813,8 +1792,11 @@ int weft__wait_park(struct weft__waiter *wt, void (*unlock)(void *), void *arg)
 	switch_out(w, t, WEFT__A_PARK);
 	/* Woken: the winner's wake_reason is visible (see the state machine).
 	 * Take the timer down before the next wait can re-arm it; if it is
-	 * firing right now, weft__timer_cancel waits for that to finish. */
-	weft__timer_cancel(&t->timer);
+	 * firing right now, weft__timer_cancel waits for that to finish.
+	 * The test of `heap` is weft__timer_cancel's own first step (same
+	 * acquire), inline: most waits have no deadline. */
+	if (atomic_load_explicit(&t->timer.heap, memory_order_acquire))
+		weft__timer_cancel(&t->timer);
 	return t->wake_reason;
 }
 
@@ -2066,7 +2048,8 @@ uint64_t weft__wait_deadline(uint64_t own)
 
 void weft__wait_describe(const char *what, const void *obj)
 {
-	struct weft_task *t = weft_self();
+	struct weft__worker *w = worker_current();
+	struct weft_task *t = w ? w->current : NULL;
 	if (t) {
 		/* relaxed: read only by weft_dump, as a sample */
 		atomic_store_explicit(&t->wait_what, what, memory_order_relaxed);

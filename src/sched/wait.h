@@ -55,7 +55,8 @@ enum {
 };
 
 /* Open a wait for the calling coroutine. deadline: absolute weft_now() time,
- * 0 = none. Returns 0, or (with nothing to undo) -EPERM outside a coroutine,
+ * 0 = none. Returns 0, or (with nothing to undo) -EPERM outside a coroutine
+ * and never otherwise (weft__sp_begin tells threads from coroutines by it),
  * -ECANCELED when a cancel is pending and the wait is cancellable,
  * -ETIMEDOUT when the deadline has already passed. Caller: the coroutine. */
 int  weft__wait_begin(struct weft__waiter *w, uint64_t deadline, unsigned flags);

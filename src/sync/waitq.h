@@ -45,6 +45,7 @@
 #ifndef WEFT_SYNC_WAITQ_H
 #define WEFT_SYNC_WAITQ_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -95,10 +96,13 @@ static inline int weft__sp_begin(struct weft__parker *p, uint64_t deadline)
 	p->deadline = deadline;
 	p->selected = -1;
 	p->reason = 0;
-	if (!weft_self())
-		return weft__sp_begin_thread(p, deadline);
 	p->thread = false;
-	return weft__wait_begin(&p->w, deadline, WEFT__WAIT_CANCELLABLE);
+	/* -EPERM only outside a coroutine, with nothing opened: then the
+	 * caller is a plain thread. One lookup of the current task, not two. */
+	int r = weft__wait_begin(&p->w, deadline, WEFT__WAIT_CANCELLABLE);
+	if (r != -EPERM)
+		return r;
+	return weft__sp_begin_thread(p, deadline);
 }
 
 /* Block until claimed and woken; unlock(arg) releases the spins (for a

@@ -64,7 +64,11 @@ struct server {
 	char missing[256];       /* why it does not run; "" when it does */
 };
 
-struct figure { double rps, p50, p99, p999; };
+/* The percentiles of the latency CDF, as echo-load prints them (cdf_us=). */
+static const double cdf_pcts[] = { 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99, 100 };
+#define NCDF (sizeof cdf_pcts / sizeof cdf_pcts[0])
+
+struct figure { double rps, p50, p99, p999, cdf[NCDF]; };
 
 static double now_s(void)
 {
@@ -231,6 +235,31 @@ static double field(const char *line, const char *key)
 	return p ? strtod(p + strlen(k), NULL) : -1;
 }
 
+/* cdf_us=P:V,P:V,... into cdf[] by cdf_pcts; -1 where a percentile is
+ * missing (an older echo-load), so the CDF is left out, not made up. */
+static void cdf_field(const char *line, double *cdf)
+{
+	for (size_t i = 0; i < NCDF; i++)
+		cdf[i] = -1;
+	const char *p = strstr(line, " cdf_us=");
+	if (!p)
+		return;
+	p += strlen(" cdf_us=");
+	for (size_t k = 0; k < NCDF && *p && *p != ' ' && *p != '\n'; k++) {
+		char *end;
+		double pct = strtod(p, &end);
+		if (end == p || *end != ':')
+			return;
+		double v = strtod(end + 1, &end);
+		for (size_t i = 0; i < NCDF; i++)
+			if (cdf_pcts[i] == pct)
+				cdf[i] = v;
+		if (*end != ',')
+			return;
+		p = end + 1;
+	}
+}
+
 /*
  * One echo-load run against s with `conns` connections, pinned to `cpu`.
  * Returns 0 and fills *f, or -1 with the reason printed.
@@ -311,6 +340,7 @@ static int load_run(const char *load, const struct server *s, unsigned conns, do
 	f->p50 = field(line, "p50_us");
 	f->p99 = field(line, "p99_us");
 	f->p999 = field(line, "p999_us");
+	cdf_field(line, f->cdf);
 	if (f->rps <= 0 || f->p99 < 0) {
 		fprintf(stderr, "weft-bench echo: unreadable result: %s", line);
 		return -1;
@@ -478,7 +508,8 @@ int bench_echo_main(int argc, char **argv)
 	fflush(stdout);
 
 	static double rps[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS], p50[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS],
-		p99[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS], p999[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS];
+		p99[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS], p999[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS],
+		cdf[MAX_CONNS_SETS][MAX_SERVERS][NCDF][MAX_RUNS];
 	int ok[MAX_CONNS_SETS][MAX_SERVERS] = { { 0 } };
 	for (int c = 0; c < nconns; c++)
 		for (int r = 0; r < runs; r++)
@@ -493,6 +524,8 @@ int bench_echo_main(int argc, char **argv)
 				p50[c][s][k] = f.p50;
 				p99[c][s][k] = f.p99;
 				p999[c][s][k] = f.p999;
+				for (size_t i = 0; i < NCDF; i++)
+					cdf[c][s][i][k] = f.cdf[i];
 			}
 	for (int s = 0; s < nsv; s++) {
 		if (sv[s].pid > 0 && reap_within(sv[s].pid, 0) >= 0) {
@@ -509,13 +542,30 @@ int bench_echo_main(int argc, char **argv)
 	for (int c = 0; c < nconns; c++)
 		for (int s = 0; s < nsv; s++) {
 			int k = ok[c][s];
-			med[c][s] = (struct figure){ median(rps[c][s], k), median(p50[c][s], k),
-						     median(p99[c][s], k), median(p999[c][s], k) };
+			med[c][s] = (struct figure){ .rps = median(rps[c][s], k),
+						     .p50 = median(p50[c][s], k),
+						     .p99 = median(p99[c][s], k),
+						     .p999 = median(p999[c][s], k) };
 			if (!k)
 				continue;
 			printf("name=echo impl=%s workers=%u conns=%u value=%.0f unit=req/s p50_us=%.1f "
-			       "p99_us=%.1f p999_us=%.1f runs=%d\n", sv[s].name, sv[s].workers, conns[c],
+			       "p99_us=%.1f p999_us=%.1f runs=%d", sv[s].name, sv[s].workers, conns[c],
 			       med[c][s].rps, med[c][s].p50, med[c][s].p99, med[c][s].p999, k);
+			/* The CDF: per percentile, the median over the runs that
+			 * reported it (all of them, from this echo-load). */
+			const char *sep = " cdf_us=";
+			for (size_t i = 0; i < NCDF; i++) {
+				double v[MAX_RUNS];
+				int m = 0;
+				for (int r = 0; r < k; r++)
+					if (cdf[c][s][i][r] >= 0)
+						v[m++] = cdf[c][s][i][r];
+				if (m == k) {
+					printf("%s%g:%.1f", sep, cdf_pcts[i], median(v, m));
+					sep = ",";
+				}
+			}
+			printf("\n");
 		}
 	int weft_ran = 0;
 	for (int c = 0; c < nconns; c++) {

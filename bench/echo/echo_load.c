@@ -24,6 +24,7 @@
  * Output: one machine-readable line on stdout,
  *   name=echo impl=LABEL conns=C size=S depth=D seconds=T requests=N rps=R
  *   p50_us=.. p99_us=.. p999_us=.. max_us=.. mismatches=M errors=E
+ *   cdf_us=1:..,5:..,...,100:..   (percentile:latency pairs, for a CDF plot)
  * followed by one line for people (starting with "echo-load:"). Exit status 0
  * when every connection ran to the end with no mismatch, 1 otherwise, 2 on a
  * usage error. Every loop is bounded in count and in time: the per-connection
@@ -435,9 +436,13 @@ int main(int argc, char **argv)
 	double p999 = hist_quantile(h, n, 0.999), pmax = hist_quantile(h, n, 1.0);
 	double rps = (double)n / o.seconds;
 	printf("name=echo impl=%s conns=%u size=%u depth=%u seconds=%g requests=%llu rps=%.0f "
-	       "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f mismatches=%llu errors=%u\n",
+	       "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f mismatches=%llu errors=%u cdf_us=",
 	       o.label, o.conns, o.size, o.depth, o.seconds, (unsigned long long)n, rps,
 	       p50, p99, p999, pmax, (unsigned long long)mism, errs);
+	static const double cdf_pcts[] = { 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99, 100 };
+	for (size_t i = 0; i < sizeof cdf_pcts / sizeof cdf_pcts[0]; i++)
+		printf("%s%g:%.1f", i ? "," : "", cdf_pcts[i], hist_quantile(h, n, cdf_pcts[i] / 100));
+	printf("\n");
 	printf("echo-load: %s %s:%d, %u conns x depth %u, %u-byte messages: %.0f req/s, "
 	       "latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us%s%s\n",
 	       o.label, o.host, o.port, o.conns, o.depth, o.size, rps, p50, p99, p999,

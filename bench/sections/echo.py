@@ -12,6 +12,10 @@ into the table. A missing server is listed, not fatal.
 """
 import os
 import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _plot import svg_cdf  # noqa: E402
 
 NAMES = ["echo"]
 
@@ -32,7 +36,9 @@ def parse(out):
             figs[(f["impl"], int(f["conns"]))] = {
                 "rps": float(f["value"]), "p50_us": float(f["p50_us"]),
                 "p99_us": float(f["p99_us"]), "p999_us": float(f["p999_us"]),
-                "workers": int(f["workers"]), "runs": int(f["runs"])}
+                "workers": int(f["workers"]), "runs": int(f["runs"]),
+                "cdf_us": {float(k): float(v) for k, v in
+                           (kv.split(":", 1) for kv in f.get("cdf_us", "").split(",") if ":" in kv)}}
         elif f.get("name") == "echo-ratio":
             ratios[int(f["conns"])] = {"best_peer": f["best_peer"], "ratio": float(f["value"]),
                                        "weft_p99_us": float(f["weft_p99_us"]),
@@ -85,6 +91,17 @@ def run(args, build, say):
              f"echo-load (weft, 1 worker) pinned to the last CPU, 64-byte messages, depth 1; "
              f"medians; weft/best peer > 1: weft serves more.")
     text, md = [title, ""] + render(head, rows, False), ["## echo", "", title, ""] + render(head, rows, True)
+    # One latency CDF per connection count (servers.svg_cdf, the http one's
+    # drawing), from the per-percentile medians weft-bench echo prints.
+    files = {}
+    for conns in sorted({c for _, c in figs}):
+        curves = {impl: figs[(impl, conns)]["cdf_us"] for impl in IMPLS
+                  if (impl, conns) in figs and figs[(impl, conns)]["cdf_us"]}
+        svg = svg_cdf(curves, f"echo, {conns} connections: latency CDF (echo-load, "
+                      f"medians per percentile)") if curves else None
+        if svg:
+            files[f"echo-{conns}-cdf.svg"] = svg
+            md += ["", f"![echo latency CDF, {conns} connections](echo-{conns}-cdf.svg)"]
     if missing:
         text.append("echo missing: " + "; ".join(missing))
         md += ["", "Missing: " + "; ".join(missing)]
@@ -92,6 +109,6 @@ def run(args, build, say):
         err = (p.stderr or p.stdout).strip()[-300:]
         text.append(f"echo: weft-bench echo exited with {p.returncode}: {err}")
         md += ["", f"weft-bench echo exited with {p.returncode}: {err}"]
-    return {"name": "echo", "text": text, "md": md,
+    return {"name": "echo", "text": text, "md": md, "files": files,
             "json": {"command": cmd[1:], "figures": {f"{i} {c}": v for (i, c), v in figs.items()},
                      "ratios": ratios, "missing": missing, "exit": p.returncode}}

@@ -28,8 +28,12 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _plot import svg_cdf  # noqa: E402
 
 NAMES = ["http", "kv"]
 
@@ -198,49 +202,6 @@ def parse_wrk(out):
     return float(m.group(1)), (p99 / 1000.0 if p99 is not None else None), pcts
 
 
-def svg_cdf(curves):
-    """Latency CDF: x = latency (log scale, ms), y = percentile; one line per
-    implementation, from the per-percentile medians."""
-    curves = {k: v for k, v in curves.items() if v}
-    if not curves:
-        return None
-    W, H, L, R, T, B = 640, 400, 60, 130, 30, 50
-    xs = [us for c in curves.values() for us in c.values() if us > 0]
-    lo, hi = min(xs), max(xs)
-    import math
-    l0, l1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    if l1 == l0:
-        l1 += 1
-
-    def X(us):
-        return L + (math.log10(max(us, 10 ** l0)) - l0) / (l1 - l0) * (W - L - R)
-
-    def Y(p):
-        return T + (1 - p / 100.0) * (H - T - B)
-
-    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-           f'font-family="sans-serif" font-size="12">',
-           f'<text x="{L}" y="18">http: latency CDF (wrk -t1 -c100, medians per percentile)</text>',
-           f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
-           f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>']
-    for e in range(l0, l1 + 1):
-        x = X(10 ** e)
-        label = f"{10 ** e / 1000:g} ms"
-        out.append(f'<line x1="{x:.1f}" y1="{T}" x2="{x:.1f}" y2="{H - B}" stroke="#ddd"/>')
-        out.append(f'<text x="{x:.1f}" y="{H - B + 16}" text-anchor="middle">{label}</text>')
-    for p in (0, 25, 50, 75, 90, 99, 100):
-        out.append(f'<text x="{L - 6}" y="{Y(p) + 4:.1f}" text-anchor="end">{p}%</text>')
-    out.append(f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">latency (log scale)</text>')
-    for i, (name, c) in enumerate(sorted(curves.items())):
-        pts = " ".join(f"{X(us):.1f},{Y(p):.1f}" for p, us in sorted(c.items()))
-        col = colors[i % len(colors)]
-        out.append(f'<polyline fill="none" stroke="{col}" stroke-width="2" points="{pts}"/>')
-        out.append(f'<text x="{W - R + 10}" y="{T + 20 + 18 * i}" fill="{col}">{name}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
 def bench_http(args, build, say, tmp):
     secs = 5 if args.full else 2
     cpu = last_cpu()
@@ -317,14 +278,20 @@ def bench_http(args, build, say, tmp):
 
 # -------------------------------------------------------------------- kv ---
 
+# redis-benchmark --csv columns after test and rps: avg, min, p50, p95, p99,
+# max latency (ms). The CDF points: min as 0%, max as 100%.
+CSV_PCTS = {3: 0.0, 4: 50.0, 5: 95.0, 6: 99.0, 7: 100.0}
+
+
 def parse_csv(out):
-    """{TEST: (rps, p99 ms)} from redis-benchmark --csv."""
+    """{TEST: (rps, p99 ms, {percentile: µs})} from redis-benchmark --csv."""
     got = {}
     for line in out.splitlines():
         f = [x.strip('"') for x in line.strip().split(",")]
         if len(f) >= 7 and f[0] in ("GET", "SET"):
             try:
-                got[f[0]] = (float(f[1]), float(f[6]))
+                cdf = {p: float(f[i]) * 1000 for i, p in CSV_PCTS.items() if i < len(f)}
+                got[f[0]] = (float(f[1]), float(f[6]), cdf)
             except ValueError:
                 pass
     return got
@@ -377,8 +344,8 @@ def bench_kv(args, build, say, tmp):
                         got = parse_csv(out.stdout)
                         if set(got) != {"GET", "SET"}:
                             raise RuntimeError("no GET/SET figures: " + (out.stdout + out.stderr)[-200:])
-                        for t, (rps, p99) in got.items():
-                            one[f"{t} P{pipe}"] = {"rps": rps, "p99_ms": p99}
+                        for t, (rps, p99, cdf) in got.items():
+                            one[f"{t} P{pipe}"] = {"rps": rps, "p99_ms": p99, "cdf_us": cdf}
                     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                         one[f"error P{pipe}"] = str(e)
                 runs[name].append(one)
@@ -386,8 +353,10 @@ def bench_kv(args, build, say, tmp):
             figs = {}
             for key in ("GET P1", "SET P1", "GET P16", "SET P16"):
                 v = [x[key] for x in rl if key in x]
+                pcts = set.intersection(*[set(x["cdf_us"]) for x in v]) if v else set()
                 figs[key] = {"rps": median([x["rps"] for x in v]),
-                             "p99_ms": median([x["p99_ms"] for x in v]), "n": len(v)}
+                             "p99_ms": median([x["p99_ms"] for x in v]), "n": len(v),
+                             "cdf_us": {p: median([x["cdf_us"][p] for x in v]) for p in sorted(pcts)}}
             res["impls"][name] = {"runs": rl, "figures": figs,
                                   "errors": [v for x in rl for k, v in x.items() if k.startswith("error")]}
     finally:
@@ -468,6 +437,15 @@ def run(args, build, say):
                 miss = "; ".join(f"{a}: {b}" for a, b in k["missing"].items())
                 text.append("kv missing: " + miss)
                 md += ["", "Missing: " + miss]
+            for key in ("GET P1", "GET P16"):
+                svg = svg_cdf({n: x["figures"][key]["cdf_us"] for n, x in k["impls"].items()
+                               if x["figures"][key]["n"]},
+                              f"kv {key}: latency CDF (redis-benchmark: min, p50, p95, p99, max; "
+                              f"medians)")
+                if svg:
+                    fname = f"kv-{key.replace(' ', '-').lower()}-cdf.svg"
+                    files[fname] = svg
+                    md += ["", f"![kv {key} latency CDF]({fname})"]
     if not text:
         return None
     return {"name": "servers", "text": text, "md": md, "json": js, "files": files}

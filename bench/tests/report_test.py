@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""bench/tests/report_test.py: checks of bench/run's report code on made-up
+runs (no benchmark is run): interleaved scaling rounds, paired speed-ups,
+the plots, and the parsers of the server sections. Exit 0 when all pass.
+
+    report_test.py BENCH_DIR
+"""
+import os
+import sys
+from importlib.machinery import SourceFileLoader
+
+BENCH = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(__file__) + "/..")
+sys.path.insert(0, os.path.join(BENCH, "sections"))
+run = SourceFileLoader("bench_run", os.path.join(BENCH, "run")).load_module()
+import echo      # noqa: E402
+import servers   # noqa: E402
+from _plot import svg_cdf  # noqa: E402
+
+failed = 0
+
+
+def check(cond, what):
+    global failed
+    print(("ok   " if cond else "FAIL ") + what)
+    failed += not cond
+
+
+# job_groups: one benchmark's worker counts run in one group, fewest workers first
+jobs = [("skynet", 2, ["weft", "go"]), ("yield", 1, ["weft"]), ("skynet", 1, ["weft"])]
+groups = run.job_groups(jobs)
+check(groups == [[("skynet", 1, ["weft"]), ("skynet", 2, ["weft", "go"])], [("yield", 1, ["weft"])]],
+      "job_groups puts 1 and 2 workers of a benchmark together, in worker order")
+
+
+def r(bench, w, rnd, v, status="ok"):
+    return dict(bench=bench, workers=w, impl="weft", run=rnd, value=v, status=status, unit="ms",
+                rss_kb=None)
+
+
+# In round 2 the host ran at half speed for both runs: paired ratios 2.0,
+# 2.0, 1.6 -> median 2.0, where the ratio of the medians reads 95/50 = 1.9;
+# round 4's 2-worker run failed, so round 4 gives no pair.
+runs = [r("fib", 1, 1, 100), r("fib", 2, 1, 50),
+        r("fib", 1, 2, 200), r("fib", 2, 2, 100),
+        r("fib", 1, 3, 80), r("fib", 2, 3, 50),
+        r("fib", 1, 4, 90), r("fib", 2, 4, None, status="timeout")]
+sps = sorted(run.paired_speedups(runs, "fib", 2))
+check(sps == [1.6, 2.0, 2.0], f"paired_speedups pairs rounds and skips failed ones: {sps}")
+summary = run.summarize(runs)
+head, rows = run.scale_table(summary, runs, 2)
+check(rows and "2.00x (1.60–2.00)" in rows[0][2], f"scale_table shows the paired median and range: {rows}")
+
+svg = run.svg_scaling(runs, 2, [{"ceiling": 1.9}, {}])
+check(svg is not None and svg.count("<polyline") == 1 and svg.count("<circle") == 1,
+      "svg_scaling draws one curve and the one ceiling measured")
+
+# svg_cdf: one line per implementation, the maximum at the top, empty input -> None
+c = svg_cdf({"a": {0.0: 50, 50.0: 100, 99.0: 300, 100.0: 900}, "b": {50.0: 120, 99.9: 800}}, "t")
+check(c is not None and c.count("<polyline") == 2 and ">max<" in c and ">99.9%<" in c,
+      "svg_cdf draws both curves with 99.9% and max ticks")
+check(svg_cdf({"a": {}}) is None, "svg_cdf returns None with no points")
+
+# echo section: the cdf_us field of weft-bench echo
+figs, ratios, missing = echo.parse(
+    "name=echo impl=weft workers=2 conns=50 value=1000 unit=req/s p50_us=1.0 p99_us=2.0 "
+    "p999_us=3.0 runs=3 cdf_us=1:10.5,50:20,100:300\n"
+    "name=echo-ratio conns=50 best_peer=c-epoll value=1.10 weft_p99_us=2.0 peer_p99_us=3.0\n"
+    "# echo: go missing: go not installed\n")
+check(figs[("weft", 50)]["cdf_us"] == {1.0: 10.5, 50.0: 20.0, 100.0: 300.0},
+      "echo.parse reads the latency CDF")
+check(ratios[50]["ratio"] == 1.10 and missing == ["go missing: go not installed"],
+      "echo.parse reads the ratio and the missing peer")
+
+# kv section: redis-benchmark --csv with its latency columns
+got = servers.parse_csv('"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",'
+                        '"p95_latency_ms","p99_latency_ms","max_latency_ms"\n'
+                        '"GET","1000.00","0.270","0.072","0.255","0.399","0.847","2.151"\n')
+check(got["GET"][0] == 1000.0 and got["GET"][1] == 0.847 and
+      got["GET"][2] == {0.0: 72.0, 50.0: 255.0, 95.0: 399.0, 99.0: 847.0, 100.0: 2151.0},
+      "servers.parse_csv reads rps, p99 and the CDF points")
+
+print(f"report_test: {'all passed' if not failed else f'{failed} failed'}")
+sys.exit(1 if failed else 0)

@@ -236,6 +236,11 @@ struct weft_rt {
 	bool monitor_started;
 	bool monitor_stop;                /* under start_lock                      */
 	_Atomic uint64_t starve_ns;       /* 0: off                                */
+	/* CLOCK_MONOTONIC_COARSE ns, stored by the monitor every round (5 ms
+	 * busy, 50 ms idle) and by a worker back from parking: the spawn time
+	 * of a coroutine (its age in weft_dump) without a clock read per
+	 * spawn. Own line: read at every spawn, written every few ms. */
+	_Alignas(64) _Atomic uint64_t coarse_ns;
 	void (*starve_log)(const char *line, void *arg);
 	void *starve_arg;
 	struct weft_rt *next_rt;          /* all runtimes, for weft_dump           */

@@ -1112,6 +1112,9 @@ static void worker_park(struct weft__worker *w)
 			w->batch_wake = w->io_wake = true;
 			int n = weft__ring_wait(&w->ring, timeout);
 			w->batch_wake = w->io_wake = false;
+			/* The monitor may have slept 50 ms (idle): spawns from
+			 * now on get a fresh spawn time. */
+			atomic_store_explicit(&rt->coarse_ns, weft__coarse_now(), memory_order_relaxed);
 			if (n > 0)
 				WSTAT_ADD(w, io_completions, (unsigned)n);
 		}
@@ -1491,6 +1494,7 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 		return err;
 	}
 	atomic_store_explicit(&rt->starve_ns, 10000000, memory_order_relaxed);   /* 10 ms */
+	atomic_store_explicit(&rt->coarse_ns, weft__coarse_now(), memory_order_relaxed);
 	rt->monitor_started = pthread_create(&rt->monitor, NULL, monitor_main, rt) == 0;
 	weft__rts_add(rt);
 	*out = rt;
@@ -1582,7 +1586,10 @@ static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, v
 	t->locals = NULL;
 	atomic_store_explicit(&t->wait_what, NULL, memory_order_relaxed);
 	atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
-	t->born = weft__coarse_now();
+	/* relaxed: a sample of a clock, no data hangs on it. Without a
+	 * monitor nobody refreshes it: read the clock. */
+	t->born = rt->monitor_started ? atomic_load_explicit(&rt->coarse_ns, memory_order_relaxed)
+	                              : weft__coarse_now();
 	atomic_store_explicit(&t->wait_flags, 0, memory_order_relaxed);
 	/* wait_seq carries on from the record's previous life, so waiters
 	 * left over from then can never match again. */
@@ -2253,6 +2260,7 @@ static void *monitor_main(void *arg)
 	pthread_mutex_lock(&rt->start_lock);
 	while (!rt->monitor_stop) {
 		bool busy = false;
+		atomic_store_explicit(&rt->coarse_ns, weft__coarse_now(), memory_order_relaxed);
 		uint64_t limit = atomic_load_explicit(&rt->starve_ns, memory_order_relaxed);
 		for (unsigned i = 0; i < n; i++) {
 			struct weft__worker *w = &rt->workers[i];

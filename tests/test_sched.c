@@ -73,6 +73,27 @@ Test(sched, blocking_outside_coroutine_is_eperm)
 	weft_yield();   /* a no-op, must not crash */
 }
 
+/* weft called by a program's constructor, before main: the inline accessor
+ * of the current worker (ctx/tls.h) must already know its TLS offset, or
+ * it reads the thread's control block as a worker and crashes here. */
+static weft_task *ctor_self = (weft_task *)1;
+static int ctor_worker = 12345;
+static int ctor_sleep = 12345;
+
+__attribute__((constructor)) static void ctor_calls_weft(void)
+{
+	ctor_self = weft_self();
+	ctor_worker = weft_worker_id();
+	ctor_sleep = weft_sleep(1000);
+}
+
+Test(sched, calls_from_a_constructor_see_a_plain_thread)
+{
+	cr_assert_null(ctor_self);
+	cr_assert_eq(ctor_worker, -1);
+	cr_assert_eq(ctor_sleep, -EPERM);
+}
+
 static void *join_self(void *arg)
 {
 	return (void *)(intptr_t)weft_join(weft_self(), NULL);

@@ -11,7 +11,10 @@
  * cannot assume two results equal. An initial-exec variable lies at the same
  * offset from every thread's pointer (the static TLS block), so each such
  * variable's offset is computed once (WEFT__TLS_OFFSET, a constructor),
- * before any thread can use it.
+ * before any thread can use it. The constructor has priority 101, the first
+ * one left to programs, so it runs before any constructor of a program that
+ * calls weft at load time (C++ static initialisers included); an offset not
+ * yet set would read the thread's control block as a worker.
  *
  * Only x86-64 and AArch64 (WEFT__TLS_INLINE); elsewhere the users keep an
  * out-of-line accessor with a compiler barrier.
@@ -39,7 +42,7 @@ static inline char *weft__tp(void)
  * variable `var` from the thread pointer, set by a load-time constructor. */
 #define WEFT__TLS_OFFSET(off, var)                                          \
 	intptr_t off;                                                       \
-	__attribute__((constructor)) static void off##_init(void)           \
+	__attribute__((constructor(101))) static void off##_init(void)      \
 	{                                                                   \
 		off = (char *)&(var) - (char *)__builtin_thread_pointer();  \
 	}

@@ -45,6 +45,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "echo/echo_cdf.h"
 
 #include "weft_bench.h"
 
@@ -64,11 +65,7 @@ struct server {
 	char missing[256];       /* why it does not run; "" when it does */
 };
 
-/* The percentiles of the latency CDF, as echo-load prints them (cdf_us=). */
-static const double cdf_pcts[] = { 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99, 100 };
-#define NCDF (sizeof cdf_pcts / sizeof cdf_pcts[0])
-
-struct figure { double rps, p50, p99, p999, cdf[NCDF]; };
+struct figure { double rps, p50, p99, p999, cdf[ECHO_NCDF]; };
 
 static double now_s(void)
 {
@@ -235,24 +232,24 @@ static double field(const char *line, const char *key)
 	return p ? strtod(p + strlen(k), NULL) : -1;
 }
 
-/* cdf_us=P:V,P:V,... into cdf[] by cdf_pcts; -1 where a percentile is
+/* cdf_us=P:V,P:V,... into cdf[] by echo_cdf_pcts; -1 where a percentile is
  * missing (an older echo-load), so the CDF is left out, not made up. */
 static void cdf_field(const char *line, double *cdf)
 {
-	for (size_t i = 0; i < NCDF; i++)
+	for (size_t i = 0; i < ECHO_NCDF; i++)
 		cdf[i] = -1;
 	const char *p = strstr(line, " cdf_us=");
 	if (!p)
 		return;
 	p += strlen(" cdf_us=");
-	for (size_t k = 0; k < NCDF && *p && *p != ' ' && *p != '\n'; k++) {
+	for (size_t k = 0; k < ECHO_NCDF && *p && *p != ' ' && *p != '\n'; k++) {
 		char *end;
 		double pct = strtod(p, &end);
 		if (end == p || *end != ':')
 			return;
 		double v = strtod(end + 1, &end);
-		for (size_t i = 0; i < NCDF; i++)
-			if (cdf_pcts[i] == pct)
+		for (size_t i = 0; i < ECHO_NCDF; i++)
+			if (echo_cdf_pcts[i] == pct)
 				cdf[i] = v;
 		if (*end != ',')
 			return;
@@ -509,7 +506,7 @@ int bench_echo_main(int argc, char **argv)
 
 	static double rps[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS], p50[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS],
 		p99[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS], p999[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS],
-		cdf[MAX_CONNS_SETS][MAX_SERVERS][NCDF][MAX_RUNS];
+		cdf[MAX_CONNS_SETS][MAX_SERVERS][ECHO_NCDF][MAX_RUNS];
 	int ok[MAX_CONNS_SETS][MAX_SERVERS] = { { 0 } };
 	for (int c = 0; c < nconns; c++)
 		for (int r = 0; r < runs; r++)
@@ -524,7 +521,7 @@ int bench_echo_main(int argc, char **argv)
 				p50[c][s][k] = f.p50;
 				p99[c][s][k] = f.p99;
 				p999[c][s][k] = f.p999;
-				for (size_t i = 0; i < NCDF; i++)
+				for (size_t i = 0; i < ECHO_NCDF; i++)
 					cdf[c][s][i][k] = f.cdf[i];
 			}
 	for (int s = 0; s < nsv; s++) {
@@ -554,14 +551,14 @@ int bench_echo_main(int argc, char **argv)
 			/* The CDF: per percentile, the median over the runs that
 			 * reported it (all of them, from this echo-load). */
 			const char *sep = " cdf_us=";
-			for (size_t i = 0; i < NCDF; i++) {
+			for (size_t i = 0; i < ECHO_NCDF; i++) {
 				double v[MAX_RUNS];
 				int m = 0;
 				for (int r = 0; r < k; r++)
 					if (cdf[c][s][i][r] >= 0)
 						v[m++] = cdf[c][s][i][r];
 				if (m == k) {
-					printf("%s%g:%.1f", sep, cdf_pcts[i], median(v, m));
+					printf("%s%g:%.1f", sep, echo_cdf_pcts[i], median(v, m));
 					sep = ",";
 				}
 			}

@@ -75,7 +75,7 @@ Test(sched, blocking_outside_coroutine_is_eperm)
 
 /* weft called by a program's constructor, before main: the inline accessor
  * of the current worker (ctx/tls.h) must already know its TLS offset, or
- * it reads the thread's control block as a worker and crashes here. */
+ * it reads the thread's control block as a worker (this test hung so). */
 static weft_task *ctor_self = (weft_task *)1;
 static int ctor_worker = 12345;
 static int ctor_sleep = 12345;

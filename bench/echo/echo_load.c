@@ -44,6 +44,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "echo_cdf.h"
 
 #include <weft.h>
 
@@ -439,9 +440,9 @@ int main(int argc, char **argv)
 	       "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f mismatches=%llu errors=%u cdf_us=",
 	       o.label, o.conns, o.size, o.depth, o.seconds, (unsigned long long)n, rps,
 	       p50, p99, p999, pmax, (unsigned long long)mism, errs);
-	static const double cdf_pcts[] = { 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99, 100 };
-	for (size_t i = 0; i < sizeof cdf_pcts / sizeof cdf_pcts[0]; i++)
-		printf("%s%g:%.1f", i ? "," : "", cdf_pcts[i], hist_quantile(h, n, cdf_pcts[i] / 100));
+	for (size_t i = 0; i < ECHO_NCDF; i++)
+		printf("%s%g:%.1f", i ? "," : "", echo_cdf_pcts[i],
+		       hist_quantile(h, n, echo_cdf_pcts[i] / 100));
 	printf("\n");
 	printf("echo-load: %s %s:%d, %u conns x depth %u, %u-byte messages: %.0f req/s, "
 	       "latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us%s%s\n",

@@ -91,8 +91,8 @@ def run(args, build, say):
              f"echo-load (weft, 1 worker) pinned to the last CPU, 64-byte messages, depth 1; "
              f"medians; weft/best peer > 1: weft serves more.")
     text, md = [title, ""] + render(head, rows, False), ["## echo", "", title, ""] + render(head, rows, True)
-    # One latency CDF per connection count (servers.svg_cdf, the http one's
-    # drawing), from the per-percentile medians weft-bench echo prints.
+    # One latency CDF per connection count (_plot.svg_cdf, as http and kv
+    # draw theirs), from the per-percentile medians weft-bench echo prints.
     files = {}
     for conns in sorted({c for _, c in figs}):
         curves = {impl: figs[(impl, conns)]["cdf_us"] for impl in IMPLS

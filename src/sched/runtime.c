@@ -145,6 +145,14 @@ static struct weft__worker *worker_current(void)
 }
 #endif
 
+/* The coroutine running the caller, or NULL (a plain thread, or a worker
+ * in its scheduler context). weft_self() for this file, without the call. */
+static inline struct weft_task *task_current(void)
+{
+	struct weft__worker *w = worker_current();
+	return w ? w->current : NULL;
+}
+
 static void futex_wake_all(_Atomic uint32_t *addr)
 {
 	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
@@ -1799,11 +1807,8 @@ int weft__wait_park(struct weft__waiter *wt, void (*unlock)(void *), void *arg)
 	switch_out(w, t, WEFT__A_PARK);
 	/* Woken: the winner's wake_reason is visible (see the state machine).
 	 * Take the timer down before the next wait can re-arm it; if it is
-	 * firing right now, weft__timer_cancel waits for that to finish.
-	 * The test of `heap` is weft__timer_cancel's own first step (same
-	 * acquire), inline: most waits have no deadline. */
-	if (atomic_load_explicit(&t->timer.heap, memory_order_acquire))
-		weft__timer_cancel(&t->timer);
+	 * firing right now, weft__timer_cancel waits for that to finish. */
+	weft__timer_cancel(&t->timer);
 	return t->wake_reason;
 }
 
@@ -1865,8 +1870,7 @@ void weft__ring_call(struct weft__ring *r, struct weft__remote_call *c)
 
 WEFT_API weft_task *weft_self(void)
 {
-	struct weft__worker *w = worker_current();
-	return w ? w->current : NULL;
+	return task_current();
 }
 
 WEFT_API int weft_worker_id(void)
@@ -2055,8 +2059,7 @@ uint64_t weft__wait_deadline(uint64_t own)
 
 void weft__wait_describe(const char *what, const void *obj)
 {
-	struct weft__worker *w = worker_current();
-	struct weft_task *t = w ? w->current : NULL;
+	struct weft_task *t = task_current();
 	if (t) {
 		/* relaxed: read only by weft_dump, as a sample */
 		atomic_store_explicit(&t->wait_what, what, memory_order_relaxed);

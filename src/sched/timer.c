@@ -105,12 +105,11 @@ int weft__timer_add(struct weft__timer_heap *h, struct weft__timer *t)
 	return 0;
 }
 
-bool weft__timer_cancel(struct weft__timer *t)
+bool weft__timer_cancel_slow(struct weft__timer *t)
 {
 	for (;;) {
-		/* acquire: pairs with the release in weft__timer_run after fire();
-		 * seeing NULL means the firing is over and its reads of the
-		 * owner's state are done. Non-NULL is re-checked under the lock. */
+		/* acquire: as in weft__timer_cancel (timer.h); we come back here
+		 * when the timer moved or fired while we took the lock. */
 		struct weft__timer_heap *h = atomic_load_explicit(&t->heap, memory_order_acquire);
 		if (!h)
 			return false;

@@ -12,6 +12,8 @@
 #ifndef WEFT_TIMER_H
 #define WEFT_TIMER_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 #include "sched/lock.h"
@@ -40,8 +42,19 @@ void weft__timer_heap_fini(struct weft__timer_heap *h);
 /* Insert t (not in any heap). Returns 0 or -ENOMEM. */
 int  weft__timer_add(struct weft__timer_heap *h, struct weft__timer *t);
 /* Remove t from whatever heap holds it; no-op if none. Any thread. Returns
- * true if it was still armed (so it had not fired). */
-bool weft__timer_cancel(struct weft__timer *t);
+ * true if it was still armed (so it had not fired). The test for "in no
+ * heap" is inline: every wait takes its timer down when it wakes, and most
+ * waits never armed one (a call per channel hand-off otherwise). */
+bool weft__timer_cancel_slow(struct weft__timer *t);
+static inline bool weft__timer_cancel(struct weft__timer *t)
+{
+	/* acquire: pairs with the release in weft__timer_run after fire();
+	 * seeing NULL means the firing is over and its reads of the owner's
+	 * state are done. Non-NULL is re-checked under the lock. */
+	if (!atomic_load_explicit(&t->heap, memory_order_acquire))
+		return false;
+	return weft__timer_cancel_slow(t);
+}
 /* Run fire() of the timers with deadline <= now, earliest first, at most max
  * of them (the rest stay armed for the next call). Returns how many. Any
  * thread (the heap has a lock); normally its owner. */

@@ -2,15 +2,12 @@
  * src/sync/waitq.h: what every primitive of src/sync is built from.
  *
  * Terms
- *   spin     a small test-and-test-and-set lock on C11 atomics that protects
- *            one primitive's state and its queues. C11 atomics rather than
- *            ck_spinlock because ThreadSanitizer does not see ck_pr's inline
- *            assembly as synchronisation; rather than pthread_mutex_t because
- *            it is 1 byte, needs no destroy, is all-zero when unlocked (so the
- *            public types can be zero-initialised) and critical sections here
- *            are a few dozen instructions. Workers may be preempted while
- *            holding one (64 workers on 2 CPUs), so a waiter falls back to
- *            sched_yield after a bounded spin with exponential backoff.
+ *   spin     the runtime's spinlock (weft__lock, sched/lock.h: why C11
+ *            atomics, and its backoff) protecting one primitive's state and
+ *            its queues. Not pthread_mutex_t: it is 1 byte, needs no
+ *            destroy, is all-zero when unlocked (so the public types can be
+ *            zero-initialised), and critical sections here are a few dozen
+ *            instructions.
  *   parker   one blocking call of one caller: a coroutine (a wait of the
  *            park/wake contract of src/sched/wait.h) or a plain thread outside
  *            the runtime (a futex word in the record). Claim and wake behave
@@ -50,8 +47,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sched.h>
-#include <ck_pr.h>
 #include "weft.h"
 #include "sched/lock.h"
 #include "sched/wait.h"

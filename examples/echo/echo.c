@@ -1,7 +1,7 @@
 /*
  * weft-echo: a TCP echo server, one coroutine per connection.
  *
- *   weft-echo --port P [--workers N] [--addr A] [--hog MS]
+ *   weft-echo --port P [--workers N] [--addr A] [--hog MS] [--stats]
  *
  * Listens on 127.0.0.1 (or A) and sends back whatever each client sends, until
  * the client closes. Every blocking call parks a coroutine, never a worker
@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,7 +79,7 @@ static void *hog(void *arg)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: weft-echo --port P [--workers N] [--addr A] [--hog MS]\n");
+	fprintf(stderr, "usage: weft-echo --port P [--workers N] [--addr A] [--hog MS] [--stats]\n");
 	exit(2);
 }
 
@@ -88,6 +89,7 @@ int main(int argc, char **argv)
 	unsigned workers = 0;
 	const char *addr = "127.0.0.1";
 	long hog_ms = 0;
+	bool stats = false;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--port") && i + 1 < argc) {
 			char *end;
@@ -108,7 +110,9 @@ int main(int argc, char **argv)
 				fprintf(stderr, "weft-echo: --hog takes 1..60000 milliseconds\n");
 				return 2;
 			}
-		} else
+		} else if (!strcmp(argv[i], "--stats"))
+			stats = true;
+		else
 			usage();
 	}
 	if (port < 0 || port > 65535)
@@ -146,6 +150,13 @@ int main(int argc, char **argv)
 	fprintf(stderr, "weft-echo: listening on %s:%d with %u workers%s\n", addr, bound,
 		weft_rt_workers(rt), hog_ms ? " and a CPU hog" : "");
 	ex_signals_wait(&set);
+	if (stats) {
+		struct weft_stats st;
+		char line[512];
+		if (weft_rt_stats(rt, &st, NULL, 0) == 0 &&
+		    weft_stats_format(&st, line, sizeof line) >= 0)
+			fprintf(stderr, "weft-echo: %s\n", line);
+	}
 	weft_rt_destroy(rt);
 	close(lfd);
 	return 0;

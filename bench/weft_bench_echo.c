@@ -22,9 +22,16 @@
  * Output, per server and connection count (medians over --runs):
  *   name=echo impl=<weft|c-epoll|go|weft-hog> workers=<n> conns=<c> value=<req/s>
  *   unit=req/s p50_us=<..> p99_us=<..> p999_us=<..> runs=<ok runs>
+ *   [cpu_us=<..> load_cpu_us=<..> load_busy=<..>] cdf_us=<..>
  * then, per connection count,
  *   name=echo-ratio conns=<c> best_peer=<impl> value=<weft req/s / best peer's>
- *   weft_p99_us=<..> peer_p99_us=<..>
+ *   weft_p99_us=<..> peer_p99_us=<..> [weft_cpu_us=<..> peer_cpu_us=<..>]
+ * cpu_us is the server's CPU time (user + system, every thread, from
+ * /proc/PID/stat) per request over the load's measured window, load_cpu_us
+ * the load generator's, load_busy the load's CPU time over the window's
+ * length. They say what the requests/s alone cannot on a machine where the
+ * load and the server share CPUs: how much CPU each server needs per request,
+ * and whether the load generator, at load_busy near 100%, set the rate.
  * and a table for people. Binaries are found relative to /proc/self/exe: this
  * program lives in BUILD/bench/, weft-echo in BUILD/examples/echo/, the rest
  * in BUILD/bench/echo/. Exit 0 when weft ran; 1 when it could not.
@@ -65,7 +72,35 @@ struct server {
 	char missing[256];       /* why it does not run; "" when it does */
 };
 
-struct figure { double rps, p50, p99, p999, cdf[ECHO_NCDF]; };
+/* cpu_us, load_cpu_us: CPU time (user + system, all threads) of the server
+ * and of the load generator per request over the measured window, -1 when
+ * not known; load_busy: the load's CPU time over the window's length (near 1:
+ * the load generator, not the server, set the rate). */
+struct figure { double rps, p50, p99, p999, cdf[ECHO_NCDF], cpu_us, load_cpu_us, load_busy; };
+
+/* CPU time of a process, user + system over all its threads, in seconds
+ * (/proc/PID/stat fields 14 and 15, in clock ticks); -1 if unreadable. */
+static double proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* The command name (field 2) may hold spaces and parentheses: count
+	 * fields from the last ')'. Field 3 follows it. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	unsigned long long ut, st;
+	if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	long hz = sysconf(_SC_CLK_TCK);
+	return hz > 0 ? (double)(ut + st) / (double)hz : -1;
+}
 
 static double now_s(void)
 {
@@ -303,6 +338,9 @@ static int load_run(const char *load, const struct server *s, unsigned conns, do
 	size_t got = 0;
 	double deadline = now_s() + warmup + secs + 30;
 	int killed = 0;
+	/* CPU times at the load's window marks ("# window start/end", see
+	 * echo_load.c), sampled as soon as each is read: [0] start, [1] end. */
+	double srv_cpu[2] = { -1, -1 }, load_cpu[2] = { -1, -1 }, mark_t[2] = { -1, -1 };
 	/* Bounded by the deadline; each pass waits at most 1 s. */
 	while (now_s() < deadline) {
 		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
@@ -315,6 +353,14 @@ static int load_run(const char *load, const struct server *s, unsigned conns, do
 		if (n <= 0)
 			break;
 		got += (size_t)n;
+		out[got] = 0;
+		static const char *const mark[2] = { "# window start\n", "# window end\n" };
+		for (int m = 0; m < 2; m++)
+			if (mark_t[m] < 0 && strstr(out, mark[m])) {
+				srv_cpu[m] = proc_cpu_s(s->pid);
+				load_cpu[m] = proc_cpu_s(pid);
+				mark_t[m] = now_s();
+			}
 		if (got == sizeof out - 1)
 			break;
 	}
@@ -342,6 +388,18 @@ static int load_run(const char *load, const struct server *s, unsigned conns, do
 		fprintf(stderr, "weft-bench echo: unreadable result: %s", line);
 		return -1;
 	}
+	/* Per request: the CPU spent between the marks over the requests
+	 * counted in the window (echo-load's requests=, those sent in it). */
+	double req = field(line, "requests");
+	f->cpu_us = f->load_cpu_us = f->load_busy = -1;
+	if (req > 0 && srv_cpu[0] >= 0 && srv_cpu[1] >= srv_cpu[0]) {
+		f->cpu_us = (srv_cpu[1] - srv_cpu[0]) * 1e6 / req;
+		if (load_cpu[0] >= 0 && load_cpu[1] >= load_cpu[0]) {
+			f->load_cpu_us = (load_cpu[1] - load_cpu[0]) * 1e6 / req;
+			if (mark_t[1] > mark_t[0])
+				f->load_busy = (load_cpu[1] - load_cpu[0]) / (mark_t[1] - mark_t[0]);
+		}
+	}
 	return 0;
 }
 
@@ -357,6 +415,19 @@ static double median(double *v, int n)
 		return -1;
 	qsort(v, (size_t)n, sizeof *v, cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The median of the runs' values that are known (>= 0); -1 when a run
+ * lacks one, so a figure is left out rather than taken from some runs. */
+static double median_known(const double *v, int n)
+{
+	double w[MAX_RUNS];
+	for (int i = 0; i < n; i++) {
+		if (v[i] < 0)
+			return -1;
+		w[i] = v[i];
+	}
+	return median(w, n);
 }
 
 static int echo_usage(void)
@@ -506,7 +577,9 @@ int bench_echo_main(int argc, char **argv)
 
 	static double rps[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS], p50[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS],
 		p99[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS], p999[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS],
-		cdf[MAX_CONNS_SETS][MAX_SERVERS][ECHO_NCDF][MAX_RUNS];
+		cdf[MAX_CONNS_SETS][MAX_SERVERS][ECHO_NCDF][MAX_RUNS],
+		scpu[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS], lcpu[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS],
+		lbusy[MAX_CONNS_SETS][MAX_SERVERS][MAX_RUNS];
 	int ok[MAX_CONNS_SETS][MAX_SERVERS] = { { 0 } };
 	for (int c = 0; c < nconns; c++)
 		for (int r = 0; r < runs; r++)
@@ -523,6 +596,9 @@ int bench_echo_main(int argc, char **argv)
 				p999[c][s][k] = f.p999;
 				for (size_t i = 0; i < ECHO_NCDF; i++)
 					cdf[c][s][i][k] = f.cdf[i];
+				scpu[c][s][k] = f.cpu_us;
+				lcpu[c][s][k] = f.load_cpu_us;
+				lbusy[c][s][k] = f.load_busy;
 			}
 	for (int s = 0; s < nsv; s++) {
 		if (sv[s].pid > 0 && reap_within(sv[s].pid, 0) >= 0) {
@@ -542,12 +618,20 @@ int bench_echo_main(int argc, char **argv)
 			med[c][s] = (struct figure){ .rps = median(rps[c][s], k),
 						     .p50 = median(p50[c][s], k),
 						     .p99 = median(p99[c][s], k),
-						     .p999 = median(p999[c][s], k) };
+						     .p999 = median(p999[c][s], k),
+						     .cpu_us = median_known(scpu[c][s], k),
+						     .load_cpu_us = median_known(lcpu[c][s], k),
+						     .load_busy = median_known(lbusy[c][s], k) };
 			if (!k)
 				continue;
 			printf("name=echo impl=%s workers=%u conns=%u value=%.0f unit=req/s p50_us=%.1f "
 			       "p99_us=%.1f p999_us=%.1f runs=%d", sv[s].name, sv[s].workers, conns[c],
 			       med[c][s].rps, med[c][s].p50, med[c][s].p99, med[c][s].p999, k);
+			if (med[c][s].cpu_us >= 0)
+				printf(" cpu_us=%.2f", med[c][s].cpu_us);
+			if (med[c][s].load_cpu_us >= 0)
+				printf(" load_cpu_us=%.2f load_busy=%.2f", med[c][s].load_cpu_us,
+				       med[c][s].load_busy);
 			/* The CDF: per percentile, the median over the runs that
 			 * reported it (all of them, from this echo-load). */
 			const char *sep = " cdf_us=";
@@ -575,20 +659,33 @@ int bench_echo_main(int argc, char **argv)
 				best = s;
 		if (best < 0)
 			continue;
-		printf("name=echo-ratio conns=%u best_peer=%s value=%.2f weft_p99_us=%.1f peer_p99_us=%.1f\n",
+		printf("name=echo-ratio conns=%u best_peer=%s value=%.2f weft_p99_us=%.1f peer_p99_us=%.1f",
 		       conns[c], sv[best].name, med[c][0].rps / med[c][best].rps, med[c][0].p99,
 		       med[c][best].p99);
+		if (med[c][0].cpu_us > 0 && med[c][best].cpu_us > 0)
+			printf(" weft_cpu_us=%.2f peer_cpu_us=%.2f", med[c][0].cpu_us,
+			       med[c][best].cpu_us);
+		printf("\n");
 	}
-	printf("\n%-9s %6s %12s %10s %10s %10s\n", "server", "conns", "req/s", "p50 us", "p99 us",
-	       "p99.9 us");
+	printf("\n%-9s %6s %12s %10s %10s %10s %12s %12s %10s\n", "server", "conns", "req/s",
+	       "p50 us", "p99 us", "p99.9 us", "cpu us/req", "load us/req", "load busy");
 	for (int c = 0; c < nconns; c++)
 		for (int s = 0; s < nsv; s++) {
 			if (!ok[c][s]) {
-				printf("%-9s %6u %12s %10s %10s %10s\n", sv[s].name, conns[c], "-", "-", "-", "-");
+				printf("%-9s %6u %12s %10s %10s %10s %12s %12s %10s\n", sv[s].name,
+				       conns[c], "-", "-", "-", "-", "-", "-", "-");
 				continue;
 			}
-			printf("%-9s %6u %12.0f %10.1f %10.1f %10.1f\n", sv[s].name, conns[c],
-			       med[c][s].rps, med[c][s].p50, med[c][s].p99, med[c][s].p999);
+			char cu[16] = "-", lu[16] = "-", lb[16] = "-";
+			if (med[c][s].cpu_us >= 0)
+				snprintf(cu, sizeof cu, "%.2f", med[c][s].cpu_us);
+			if (med[c][s].load_cpu_us >= 0) {
+				snprintf(lu, sizeof lu, "%.2f", med[c][s].load_cpu_us);
+				snprintf(lb, sizeof lb, "%.0f%%", 100 * med[c][s].load_busy);
+			}
+			printf("%-9s %6u %12.0f %10.1f %10.1f %10.1f %12s %12s %10s\n", sv[s].name,
+			       conns[c], med[c][s].rps, med[c][s].p50, med[c][s].p99, med[c][s].p999,
+			       cu, lu, lb);
 		}
 	fflush(stdout);
 	if (!weft_ran) {

@@ -25,7 +25,11 @@
  *   name=echo impl=LABEL conns=C size=S depth=D seconds=T requests=N rps=R
  *   p50_us=.. p99_us=.. p999_us=.. max_us=.. mismatches=M errors=E
  *   cdf_us=1:..,5:..,...,100:..   (percentile:latency pairs, for a CDF plot)
- * followed by one line for people (starting with "echo-load:"). Exit status 0
+ * followed by one line for people (starting with "echo-load:"). While it runs
+ * it also prints "# window start" and "# window end" on stdout (flushed) when
+ * the measured seconds begin and end, so that a parent reading the pipe can
+ * sample CPU times over exactly that window (weft-bench echo does, for the
+ * server's and the load's CPU time per request). Exit status 0
  * when every connection ran to the end with no mismatch, 1 otherwise, 2 on a
  * usage error. Every loop is bounded in count and in time: the per-connection
  * batch count is capped (MAX_BATCHES) and every receive has a timeout.
@@ -238,6 +242,23 @@ struct run {
 	uint64_t t_start, t_end;
 };
 
+/* The measured window's marks on stdout (see the header): sleeps to each
+ * edge, prints, flushes. Bounded: two sleeps, ended early only by the
+ * runtime's destruction (-ECANCELED), when it prints nothing more. */
+static void *marks_main(void *arg)
+{
+	const uint64_t *edge = arg;   /* [0] warm-up's end, [1] the run's end */
+	static const char *const mark[2] = { "# window start\n", "# window end\n" };
+	for (int i = 0; i < 2; i++) {
+		uint64_t t = now_ns();
+		if (t < edge[i] && weft_sleep(edge[i] - t) == -ECANCELED)
+			return NULL;
+		fputs(mark[i], stdout);
+		fflush(stdout);
+	}
+	return NULL;
+}
+
 static void *load_main(void *arg)
 {
 	struct run *R = arg;
@@ -263,6 +284,10 @@ static void *load_main(void *arg)
 	R->t_start = now_ns();
 	uint64_t warm_end = R->t_start + (uint64_t)(o->warmup * NS_PER_S);
 	uint64_t end = warm_end + (uint64_t)(o->seconds * NS_PER_S);
+	uint64_t edges[2] = { warm_end, end };
+	weft_task *marks = NULL;
+	if (weft_spawn(&marks, marks_main, edges) < 0)
+		marks = NULL;   /* no marks: the parent then reports no CPU times */
 	unsigned spawned = 0;
 	for (unsigned i = 0; i < o->conns; i++) {
 		struct conn *c = &R->c[i];
@@ -281,6 +306,8 @@ static void *load_main(void *arg)
 	for (unsigned i = 0; i < spawned; i++)
 		weft_join(t[i], NULL);
 	R->t_end = now_ns();
+	if (marks)
+		weft_join(marks, NULL);
 	free(t);
 	return NULL;
 }

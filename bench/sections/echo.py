@@ -37,6 +37,9 @@ def parse(out):
                 "rps": float(f["value"]), "p50_us": float(f["p50_us"]),
                 "p99_us": float(f["p99_us"]), "p999_us": float(f["p999_us"]),
                 "workers": int(f["workers"]), "runs": int(f["runs"]),
+                "cpu_us": float(f.get("cpu_us", -1)),
+                "load_cpu_us": float(f.get("load_cpu_us", -1)),
+                "load_busy": float(f.get("load_busy", -1)),
                 "cdf_us": {float(k): float(v) for k, v in
                            (kv.split(":", 1) for kv in f.get("cdf_us", "").split(",") if ":" in kv)}}
         elif f.get("name") == "echo-ratio":
@@ -74,7 +77,8 @@ def run(args, build, say):
         msg = f"echo: weft-bench echo took longer than {limit:.0f} s"
         return {"name": "echo", "text": [msg], "md": [msg], "json": {"error": msg}}
     figs, ratios, missing = parse(p.stdout)
-    head = ["echo", "conns", "req/s", "p50 us", "p99 us", "p99.9 us", "weft/best peer"]
+    head = ["echo", "conns", "req/s", "p50 us", "p99 us", "p99.9 us", "weft/best peer",
+            "cpu us/req", "load us/req", "load busy"]
     rows = []
     for conns in sorted({c for _, c in figs}):
         for impl in IMPLS:
@@ -86,10 +90,16 @@ def run(args, build, say):
                 r = ratios[conns]
                 rat = f"{r['ratio']:.2f} (vs {r['best_peer']})"
             rows.append([impl, str(conns), f"{x['rps']:,.0f}", f"{x['p50_us']:.0f}",
-                         f"{x['p99_us']:.0f}", f"{x['p999_us']:.0f}", rat])
+                         f"{x['p99_us']:.0f}", f"{x['p999_us']:.0f}", rat,
+                         f"{x['cpu_us']:.2f}" if x["cpu_us"] >= 0 else "-",
+                         f"{x['load_cpu_us']:.2f}" if x["load_cpu_us"] >= 0 else "-",
+                         f"{100 * x['load_busy']:.0f}%" if x["load_busy"] >= 0 else "-"])
     title = (f"echo: `{' '.join(['weft-bench'] + cmd[1:])}`: servers on 127.0.0.1 against "
              f"echo-load (weft, 1 worker) pinned to the last CPU, 64-byte messages, depth 1; "
-             f"medians; weft/best peer > 1: weft serves more.")
+             f"medians; weft/best peer > 1: weft serves more. cpu us/req: the server's CPU "
+             f"time (all threads, user + system) per request in the measured window; load "
+             f"us/req and load busy: the load generator's, per request and as a share of one "
+             f"CPU (near 100%: the load, not the server, set the rate).")
     text, md = [title, ""] + render(head, rows, False), ["## echo", "", title, ""] + render(head, rows, True)
     # One latency CDF per connection count (_plot.svg_cdf, as http and kv
     # draw theirs), from the per-percentile medians weft-bench echo prints.

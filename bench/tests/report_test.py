@@ -70,6 +70,13 @@ check(figs[("weft", 50)]["cdf_us"] == {1.0: 10.5, 50.0: 20.0, 100.0: 300.0},
       "echo.parse reads the latency CDF")
 check(ratios[50]["ratio"] == 1.10 and missing == ["go missing: go not installed"],
       "echo.parse reads the ratio and the missing peer")
+check(figs[("weft", 50)]["cpu_us"] == -1, "echo.parse: no CPU figures means unknown (-1)")
+figs, _, _ = echo.parse(
+    "name=echo impl=c-epoll workers=2 conns=500 value=900 unit=req/s p50_us=1.0 p99_us=2.0 "
+    "p999_us=3.0 runs=3 cpu_us=6.14 load_cpu_us=6.31 load_busy=0.97 cdf_us=1:10.5\n")
+x = figs[("c-epoll", 500)]
+check(x["cpu_us"] == 6.14 and x["load_cpu_us"] == 6.31 and x["load_busy"] == 0.97,
+      "echo.parse reads the server's and the load's CPU per request")
 
 # kv section: redis-benchmark --csv with its latency columns
 got = servers.parse_csv('"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",'

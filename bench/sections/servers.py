@@ -106,6 +106,35 @@ class Server:
         self.log.close()
 
 
+def tree_cpu_s(pid):
+    """CPU time in seconds (user + system) of pid's threads and of every
+    process below it, from each thread's /proc/.../schedstat (nanoseconds):
+    nginx serves from a child of the process we started. Threads that have
+    exited are not counted (our servers keep theirs). None if pid is gone."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError, IndexError):
+            if p == pid:
+                return None
+    return total / 1e9
+
+
+def cpu_us_per(srv, c0, requests):
+    """Microseconds of the server's CPU per request since tree_cpu_s gave c0."""
+    c1 = tree_cpu_s(srv.proc.pid)
+    return (c1 - c0) * 1e6 / requests if c0 is not None and c1 is not None and requests else None
+
+
 def http_check(port):
     """The response every http server must give; None or what is wrong."""
     try:
@@ -186,11 +215,12 @@ def start_nginx(port, tmp):
 
 
 def parse_wrk(out):
-    """(req/s, p99 ms, {pct: us}) from wrk --latency plus the Lua lines, or
-    raise with what went wrong."""
+    """(req/s, p99 ms, {pct: us}, requests) from wrk --latency plus the Lua
+    lines, or raise with what went wrong."""
     m = re.search(r"Requests/sec:\s+([0-9.]+)", out)
     if not m:
         raise RuntimeError("no Requests/sec in wrk output: " + out[-200:])
+    n = re.search(r"^\s*(\d+) requests in ", out, re.M)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     if bad:
         raise RuntimeError(f"{bad.group(1)} non-2xx/3xx responses")
@@ -199,7 +229,8 @@ def parse_wrk(out):
         raise RuntimeError(err.group(0))
     pcts = {float(p): int(us) for p, us in re.findall(r"^pct ([0-9.]+) (\d+)$", out, re.M)}
     p99 = pcts.get(99.0)
-    return float(m.group(1)), (p99 / 1000.0 if p99 is not None else None), pcts
+    return (float(m.group(1)), (p99 / 1000.0 if p99 is not None else None), pcts,
+            int(n.group(1)) if n else None)
 
 
 def bench_http(args, build, say, tmp):
@@ -249,9 +280,11 @@ def bench_http(args, build, say, tmp):
                        "-s", lua, f"http://127.0.0.1:{srv.port}/"]
                 say(f"bench: http {name} run {r + 1}/{args.runs}")
                 try:
+                    c0 = tree_cpu_s(srv.proc.pid)
                     p = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 20)
-                    rps, p99, pcts = parse_wrk(p.stdout)
-                    runs[name].append({"rps": rps, "p99_ms": p99, "pcts_us": pcts})
+                    rps, p99, pcts, nreq = parse_wrk(p.stdout)
+                    runs[name].append({"rps": rps, "p99_ms": p99, "pcts_us": pcts,
+                                       "cpu_us": cpu_us_per(srv, c0, nreq)})
                 except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                     runs[name].append({"error": str(e)})
         for name, rs in runs.items():
@@ -268,6 +301,7 @@ def bench_http(args, build, say, tmp):
                 "rps_min": min([x["rps"] for x in ok], default=None),
                 "rps_max": max([x["rps"] for x in ok], default=None),
                 "pcts_us": pct_med,
+                "cpu_us": median([x["cpu_us"] for x in ok if x["cpu_us"] is not None]),
                 "errors": [x["error"] for x in rs if "error" in x],
             }
     finally:
@@ -340,12 +374,15 @@ def bench_kv(args, build, say, tmp):
                            "-r", "100000", "-q", "--csv"]
                     say(f"bench: kv {name} -P {pipe} run {r + 1}/{args.runs}")
                     try:
+                        c0 = tree_cpu_s(srv.proc.pid)
                         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
                         got = parse_csv(out.stdout)
                         if set(got) != {"GET", "SET"}:
                             raise RuntimeError("no GET/SET figures: " + (out.stdout + out.stderr)[-200:])
                         for t, (rps, p99, cdf) in got.items():
                             one[f"{t} P{pipe}"] = {"rps": rps, "p99_ms": p99, "cdf_us": cdf}
+                        # GET and SET ran n requests each in this invocation
+                        one[f"cpu P{pipe}"] = cpu_us_per(srv, c0, 2 * n[pipe])
                     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                         one[f"error P{pipe}"] = str(e)
                 runs[name].append(one)
@@ -357,6 +394,9 @@ def bench_kv(args, build, say, tmp):
                 figs[key] = {"rps": median([x["rps"] for x in v]),
                              "p99_ms": median([x["p99_ms"] for x in v]), "n": len(v),
                              "cdf_us": {p: median([x["cdf_us"][p] for x in v]) for p in sorted(pcts)}}
+            for pipe in (1, 16):
+                v = [x[f"cpu P{pipe}"] for x in rl if x.get(f"cpu P{pipe}") is not None]
+                figs[f"cpu P{pipe}"] = median(v)
             res["impls"][name] = {"runs": rl, "figures": figs,
                                   "errors": [v for x in rl for k, v in x.items() if k.startswith("error")]}
     finally:
@@ -375,7 +415,8 @@ def run(args, build, say):
             h = bench_http(args, build, say, tmp)
             js["http"] = h
             w = h["impls"].get("weft", {})
-            head = ["http", "req/s median", "min-max", "p99 ms", "weft/peer", "weft-1w/peer", "runs"]
+            head = ["http", "req/s median", "min-max", "p99 ms", "weft/peer", "weft-1w/peer",
+                    "cpu us/req", "runs"]
             rows = []
             w1 = h["impls"].get("weft-1w", {})
             for name in ("weft", "weft-1w", "go", "nginx"):
@@ -387,12 +428,13 @@ def run(args, build, say):
                     ok = ref.get("rps") and x.get("rps") and name in ("go", "nginx")
                     rat.append(f"{ref['rps'] / x['rps']:.2f}" if ok else "-")
                 rows.append([name, fmt(x["rps"]), f"{fmt(x['rps_min'])}-{fmt(x['rps_max'])}",
-                             fmt(x["p99_ms"], 2)] + rat +
+                             fmt(x["p99_ms"], 2)] + rat + [fmt(x.get("cpu_us"), 2)] +
                             [f"{x['n']}" + (f" ({len(x['errors'])} failed: {x['errors'][0]})"
                                             if x["errors"] else "")])
             title = (f"http: {h['command']}; req/s, median of {args.runs} run(s); weft: all "
                      f"{ncpus()} workers, weft-1w: 1 worker (nginx runs 1 worker process, Go "
-                     f"all CPUs); weft/peer > 1: weft serves more.")
+                     f"all CPUs); weft/peer > 1: weft serves more. cpu us/req: the server's CPU "
+                     f"time (every thread and child process) per request wrk counted.")
             text += [title, "", render(head, rows, False)]
             md += ["## http", "", title, "", render(head, rows, True)]
             if h["missing"]:
@@ -406,7 +448,8 @@ def run(args, build, say):
         if want("kv"):
             k = bench_kv(args, build, say, tmp)
             js["kv"] = k
-            head = ["kv", "GET P1", "SET P1", "GET P16", "SET P16", "p99 ms GET P1/P16"]
+            head = ["kv", "GET P1", "SET P1", "GET P16", "SET P16", "p99 ms GET P1/P16",
+                    "cpu us/req P1/P16"]
             rows = []
             for name in ("weft", "weft-1w", "redis"):
                 x = k["impls"].get(name)
@@ -414,7 +457,8 @@ def run(args, build, say):
                     continue
                 f = x["figures"]
                 rows.append([name] + [fmt(f[c]["rps"]) for c in ("GET P1", "SET P1", "GET P16", "SET P16")]
-                            + [f"{fmt(f['GET P1']['p99_ms'], 2)}/{fmt(f['GET P16']['p99_ms'], 2)}"])
+                            + [f"{fmt(f['GET P1']['p99_ms'], 2)}/{fmt(f['GET P16']['p99_ms'], 2)}",
+                               f"{fmt(f.get('cpu P1'), 2)}/{fmt(f.get('cpu P16'), 2)}"])
             red = k["impls"].get("redis", {}).get("figures")
             for wname in ("weft", "weft-1w"):
                 wf = k["impls"].get(wname, {}).get("figures")
@@ -423,14 +467,16 @@ def run(args, build, say):
                     for c in ("GET P1", "SET P1", "GET P16", "SET P16"):
                         a, b = wf[c]["rps"], red[c]["rps"]
                         rat.append(f"{a / b:.2f}" if a and b else "-")
-                    rows.append([f"{wname}/redis"] + rat + [""])
+                    rows.append([f"{wname}/redis"] + rat + ["", ""])
             for name in ("weft", "weft-1w", "redis"):
                 x = k["impls"].get(name)
                 if x and x["errors"]:
-                    rows.append([f"{name} errors", "; ".join(x["errors"])[:120], "", "", "", ""])
+                    rows.append([f"{name} errors", "; ".join(x["errors"])[:120], "", "", "", "", ""])
             title = (f"kv: {k['command']}; req/s, median of {args.runs} run(s); "
                      f"weft (all {ncpus()} workers) and weft-1w (1 worker, as redis has one thread); "
-                     f"weft/redis > 1: weft serves more.")
+                     f"weft/redis > 1: weft serves more. cpu us/req: the server's CPU time per "
+                     f"request over each redis-benchmark invocation (GET and SET, connections "
+                     f"included).")
             text += ["", title, "", render(head, rows, False)]
             md += ["", "## kv", "", title, "", render(head, rows, True)]
             if k["missing"]:

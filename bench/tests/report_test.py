@@ -7,6 +7,7 @@ the plots, and the parsers of the server sections. Exit 0 when all pass.
 """
 import os
 import sys
+import time
 from importlib.machinery import SourceFileLoader
 
 BENCH = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(__file__) + "/..")
@@ -77,6 +78,24 @@ figs, _, _ = echo.parse(
 x = figs[("c-epoll", 500)]
 check(x["cpu_us"] == 6.14 and x["load_cpu_us"] == 6.31 and x["load_busy"] == 0.97,
       "echo.parse reads the server's and the load's CPU per request")
+
+# servers: CPU time of a process tree, and wrk's request count
+import subprocess  # noqa: E402
+child = subprocess.Popen([sys.executable, "-c", "import sys; x = 0\nfor i in range(3000000): x += i\n"
+                          "sys.stdin.read()"], stdin=subprocess.PIPE)
+deadline = time.monotonic() + 10
+c, cc = servers.tree_cpu_s(os.getpid()), servers.tree_cpu_s(child.pid)
+while time.monotonic() < deadline and servers.tree_cpu_s(child.pid) - cc < 0.05:
+    time.sleep(0.05)   # bounded: 10 s at most for the child's loop
+grew = servers.tree_cpu_s(child.pid) - cc
+check(grew >= 0.05 and servers.tree_cpu_s(os.getpid()) - c >= grew,
+      "tree_cpu_s counts a child process's CPU time in its parent's tree")
+child.communicate(b"", timeout=10)
+check(servers.tree_cpu_s(child.pid) is None, "tree_cpu_s of a reaped process is None")
+wrk = ("Running 2s test @ http://127.0.0.1:1/\n  1 threads and 100 connections\n"
+       "  254880 requests in 2.00s, 30.14MB read\nRequests/sec: 127412.35\npct 99 1100\n")
+check(servers.parse_wrk(wrk)[0] == 127412.35 and servers.parse_wrk(wrk)[3] == 254880,
+      "parse_wrk reads req/s and the request count")
 
 # kv section: redis-benchmark --csv with its latency columns
 got = servers.parse_csv('"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",'

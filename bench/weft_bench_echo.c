@@ -6,9 +6,10 @@
  *                   [--conns 50,500] [--workers N] [--hog MS]
  *
  * Servers: weft-echo (examples/echo, all workers unless --workers), the C
- * epoll baseline echo-epoll and the Go peer go-echo (bench/echo/), plus, with
- * --hog MS, weft-echo with a CPU-hogging coroutine (label weft-hog; not a
- * peer, not in the ratio). Each is started once on a free 127.0.0.1 port and
+ * epoll baseline echo-epoll and the Go peer go-echo (bench/echo/), plus
+ * weft-echo on 1 worker when weft has more (label weft-1w), and, with
+ * --hog MS, weft-echo with a CPU-hogging coroutine (label weft-hog). The two
+ * extras are not peers: the ratio's best peer is c-epoll or go. Each is started once on a free 127.0.0.1 port and
  * is ready when it accepts a connection (10 s at most); one that is not built
  * or does not come up is reported as missing, and the others still run.
  *
@@ -20,12 +21,13 @@
  * reaped; they also get SIGKILL if weft-bench dies first (PR_SET_PDEATHSIG).
  *
  * Output, per server and connection count (medians over --runs):
- *   name=echo impl=<weft|c-epoll|go|weft-hog> workers=<n> conns=<c> value=<req/s>
+ *   name=echo impl=<weft|c-epoll|go|weft-1w|weft-hog> workers=<n> conns=<c> value=<req/s>
  *   unit=req/s p50_us=<..> p99_us=<..> p999_us=<..> runs=<ok runs>
  *   [cpu_us=<..> load_cpu_us=<..> load_busy=<..>] cdf_us=<..>
  * then, per connection count,
  *   name=echo-ratio conns=<c> best_peer=<impl> value=<weft req/s / best peer's>
  *   weft_p99_us=<..> peer_p99_us=<..> [weft_cpu_us=<..> peer_cpu_us=<..>]
+ *   [weft_1w_value=<weft-1w req/s / best peer's> weft_1w_p99_us=<..>]
  * cpu_us is the server's CPU time (user + system, every thread, from
  * /proc/PID/stat) per request over the load's measured window, load_cpu_us
  * the load generator's, load_busy the load's CPU time over the window's
@@ -56,7 +58,7 @@
 
 #include "weft_bench.h"
 
-#define MAX_SERVERS 4
+#define MAX_SERVERS 5
 #define MAX_CONNS_SETS 8
 #define MAX_RUNS 50
 
@@ -546,24 +548,38 @@ int bench_echo_main(int argc, char **argv)
 			ncpu = CPU_COUNT(&set);
 	}
 	unsigned wk = workers_d > 0 ? (unsigned)workers_d : (unsigned)ncpu;
+	/* 0 weft, 1 c-epoll, 2 go (the peers: 1..2), then the extras that
+	 * are not peers and not in the ratio's best-peer choice: weft-1w
+	 * (weft-echo on 1 worker, when weft has more: as http and kv show
+	 * theirs) and weft-hog (--hog). */
 	struct server sv[MAX_SERVERS] = {
 		{ .name = "weft", .nargs = 2, .workers = wk },
 		{ .name = "c-epoll", .nargs = 2, .workers = (unsigned)ncpu },
 		{ .name = "go", .nargs = 0, .workers = (unsigned)ncpu },
-		{ .name = "weft-hog", .nargs = 4, .workers = wk },
 	};
-	int nsv = hog_d > 0 ? 4 : 3;
+	int nsv = 3, one_w = -1;
 	snprintf(sv[0].path, sizeof sv[0].path, "%s/examples/echo/weft-echo", root);
 	snprintf(sv[1].path, sizeof sv[1].path, "%s/bench/echo/echo-epoll", root);
 	snprintf(sv[2].path, sizeof sv[2].path, "%s/bench/echo/go-echo", root);
-	snprintf(sv[3].path, sizeof sv[3].path, "%s", sv[0].path);
 	snprintf(sv[0].args[0], 32, "--workers");
 	snprintf(sv[0].args[1], 32, "%u", wk);
 	snprintf(sv[1].args[0], 32, "--threads");
 	snprintf(sv[1].args[1], 32, "%ld", ncpu);
-	memcpy(sv[3].args, sv[0].args, sizeof sv[0].args);
-	snprintf(sv[3].args[2], 32, "--hog");
-	snprintf(sv[3].args[3], 32, "%u", (unsigned)hog_d);
+	if (wk > 1) {
+		one_w = nsv++;
+		sv[one_w] = (struct server){ .name = "weft-1w", .nargs = 2, .workers = 1 };
+		snprintf(sv[one_w].path, sizeof sv[one_w].path, "%s", sv[0].path);
+		snprintf(sv[one_w].args[0], 32, "--workers");
+		snprintf(sv[one_w].args[1], 32, "1");
+	}
+	if (hog_d > 0) {
+		int h = nsv++;
+		sv[h] = (struct server){ .name = "weft-hog", .nargs = 4, .workers = wk };
+		snprintf(sv[h].path, sizeof sv[h].path, "%s", sv[0].path);
+		memcpy(sv[h].args, sv[0].args, sizeof sv[0].args);
+		snprintf(sv[h].args[2], 32, "--hog");
+		snprintf(sv[h].args[3], 32, "%u", (unsigned)hog_d);
+	}
 
 	int cpu = last_cpu();
 	printf("# echo: %d server(s), load pinned to CPU %d, %g s warm-up + %g s, %d run(s), "
@@ -665,6 +681,9 @@ int bench_echo_main(int argc, char **argv)
 		if (med[c][0].cpu_us > 0 && med[c][best].cpu_us > 0)
 			printf(" weft_cpu_us=%.2f peer_cpu_us=%.2f", med[c][0].cpu_us,
 			       med[c][best].cpu_us);
+		if (one_w >= 0 && ok[c][one_w])
+			printf(" weft_1w_value=%.2f weft_1w_p99_us=%.1f",
+			       med[c][one_w].rps / med[c][best].rps, med[c][one_w].p99);
 		printf("\n");
 	}
 	printf("\n%-9s %6s %12s %10s %10s %10s %12s %12s %10s\n", "server", "conns", "req/s",

@@ -1,8 +1,8 @@
 """bench/sections/echo.py: the echo benchmark (../shared/BENCH.md, echo).
 
 Runs `weft-bench echo` (bench/weft_bench_echo.c), which starts weft-echo
-(examples/echo, all workers), the C epoll baseline and the Go peer
-(bench/echo/) on free 127.0.0.1 ports and drives each with the same load
+(examples/echo, all workers, and on 1 worker as weft-1w), the C epoll
+baseline and the Go peer (bench/echo/) on free 127.0.0.1 ports and drives each with the same load
 generator, bench/echo/echo-load, pinned to the last CPU: 50 and 500
 connections, 64-byte messages, servers alternating run by run. Quick mode:
 0.3 s warm-up + 1 s measured, 1 run (about 15 s in all); --full: BENCH.md's
@@ -19,7 +19,9 @@ from _plot import svg_cdf  # noqa: E402
 
 NAMES = ["echo"]
 
-IMPLS = ["weft", "c-epoll", "go"]
+# weft-1w: weft-echo on 1 worker (weft-bench echo adds it when weft has more),
+# shown as http and kv show theirs; not a peer.
+IMPLS = ["weft", "c-epoll", "go", "weft-1w"]
 
 
 def parse(out):
@@ -45,7 +47,8 @@ def parse(out):
         elif f.get("name") == "echo-ratio":
             ratios[int(f["conns"])] = {"best_peer": f["best_peer"], "ratio": float(f["value"]),
                                        "weft_p99_us": float(f["weft_p99_us"]),
-                                       "peer_p99_us": float(f["peer_p99_us"])}
+                                       "peer_p99_us": float(f["peer_p99_us"]),
+                                       "weft_1w_ratio": float(f.get("weft_1w_value", -1))}
     return figs, ratios, missing
 
 
@@ -89,6 +92,9 @@ def run(args, build, say):
             if impl == "weft" and conns in ratios:
                 r = ratios[conns]
                 rat = f"{r['ratio']:.2f} (vs {r['best_peer']})"
+            elif impl == "weft-1w" and ratios.get(conns, {}).get("weft_1w_ratio", -1) >= 0:
+                r = ratios[conns]
+                rat = f"{r['weft_1w_ratio']:.2f} (vs {r['best_peer']})"
             rows.append([impl, str(conns), f"{x['rps']:,.0f}", f"{x['p50_us']:.0f}",
                          f"{x['p99_us']:.0f}", f"{x['p999_us']:.0f}", rat,
                          f"{x['cpu_us']:.2f}" if x["cpu_us"] >= 0 else "-",

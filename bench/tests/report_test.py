@@ -72,6 +72,10 @@ check(figs[("weft", 50)]["cdf_us"] == {1.0: 10.5, 50.0: 20.0, 100.0: 300.0},
 check(ratios[50]["ratio"] == 1.10 and missing == ["go missing: go not installed"],
       "echo.parse reads the ratio and the missing peer")
 check(figs[("weft", 50)]["cpu_us"] == -1, "echo.parse: no CPU figures means unknown (-1)")
+check(ratios[50]["weft_1w_ratio"] == -1, "echo.parse: no weft-1w ratio means unknown (-1)")
+_, r1, _ = echo.parse("name=echo-ratio conns=500 best_peer=go value=0.9 weft_p99_us=2.0 "
+                      "peer_p99_us=3.0 weft_1w_value=1.05 weft_1w_p99_us=1.5\n")
+check(r1[500]["weft_1w_ratio"] == 1.05, "echo.parse reads weft-1w's ratio")
 figs, _, _ = echo.parse(
     "name=echo impl=c-epoll workers=2 conns=500 value=900 unit=req/s p50_us=1.0 p99_us=2.0 "
     "p999_us=3.0 runs=3 cpu_us=6.14 load_cpu_us=6.31 load_busy=0.97 cdf_us=1:10.5\n")

@@ -9,14 +9,15 @@
  * epoll baseline echo-epoll and the Go peer go-echo (bench/echo/), plus
  * weft-echo on 1 worker when weft has more (label weft-1w), and, with
  * --hog MS, weft-echo with a CPU-hogging coroutine (label weft-hog). The two
- * extras are not peers: the ratio's best peer is c-epoll or go. Each is started once on a free 127.0.0.1 port and
- * is ready when it accepts a connection (10 s at most); one that is not built
- * or does not come up is reported as missing, and the others still run.
+ * extras are not peers: the ratio's best peer is c-epoll or go. Each server
+ * is started once on a free 127.0.0.1 port and is ready when it accepts a
+ * connection (10 s at most); one that is not built or does not come up is
+ * reported as missing, and the others still run.
  *
  * Load: bench/echo/echo-load, pinned to the last CPU of our affinity mask
  * (sched_setaffinity in the child before exec), 64-byte messages, depth 1,
  * for each connection count and run, servers alternating (weft, epoll, go,
- * weft, ...). Every load run is bounded by warm-up + seconds + 30 s, then
+ * weft-1w, weft, ...). Every load run is bounded by warm-up + seconds + 30 s, then
  * killed. Servers are stopped by their PID (SIGTERM, SIGKILL after 5 s) and
  * reaped; they also get SIGKILL if weft-bench dies first (PR_SET_PDEATHSIG).
  *
@@ -54,7 +55,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "echo/echo_cdf.h"
+#include "echo/echo_proto.h"
 
 #include "weft_bench.h"
 
@@ -81,7 +82,11 @@ struct server {
 struct figure { double rps, p50, p99, p999, cdf[ECHO_NCDF], cpu_us, load_cpu_us, load_busy; };
 
 /* CPU time of a process, user + system over all its threads, in seconds
- * (/proc/PID/stat fields 14 and 15, in clock ticks); -1 if unreadable. */
+ * (/proc/PID/stat fields 14 and 15, in clock ticks); -1 if unreadable.
+ * Ticks (10 ms) are fine grained enough for windows of 1 s and more, and
+ * the process's total keeps the time of threads that have exited. (The
+ * http and kv sections sum per-thread schedstat in ns instead: their quick
+ * runs last a tenth of a second, and their servers keep their threads.) */
 static double proc_cpu_s(pid_t pid)
 {
 	char path[64], buf[1024];
@@ -340,8 +345,8 @@ static int load_run(const char *load, const struct server *s, unsigned conns, do
 	size_t got = 0;
 	double deadline = now_s() + warmup + secs + 30;
 	int killed = 0;
-	/* CPU times at the load's window marks ("# window start/end", see
-	 * echo_load.c), sampled as soon as each is read: [0] start, [1] end. */
+	/* CPU times at the load's window marks (echo_window_marks), sampled
+	 * as soon as each is read: [0] start, [1] end. */
 	double srv_cpu[2] = { -1, -1 }, load_cpu[2] = { -1, -1 }, mark_t[2] = { -1, -1 };
 	/* Bounded by the deadline; each pass waits at most 1 s. */
 	while (now_s() < deadline) {
@@ -356,9 +361,8 @@ static int load_run(const char *load, const struct server *s, unsigned conns, do
 			break;
 		got += (size_t)n;
 		out[got] = 0;
-		static const char *const mark[2] = { "# window start\n", "# window end\n" };
-		for (int m = 0; m < 2; m++)
-			if (mark_t[m] < 0 && strstr(out, mark[m])) {
+			for (int m = 0; m < 2; m++)
+			if (mark_t[m] < 0 && strstr(out, echo_window_marks[m])) {
 				srv_cpu[m] = proc_cpu_s(s->pid);
 				load_cpu[m] = proc_cpu_s(pid);
 				mark_t[m] = now_s();

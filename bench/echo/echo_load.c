@@ -26,13 +26,14 @@
  *   p50_us=.. p99_us=.. p999_us=.. max_us=.. mismatches=M errors=E
  *   cdf_us=1:..,5:..,...,100:..   (percentile:latency pairs, for a CDF plot)
  * followed by one line for people (starting with "echo-load:"). While it runs
- * it also prints "# window start" and "# window end" on stdout (flushed) when
- * the measured seconds begin and end, so that a parent reading the pipe can
- * sample CPU times over exactly that window (weft-bench echo does, for the
- * server's and the load's CPU time per request). Exit status 0
- * when every connection ran to the end with no mismatch, 1 otherwise, 2 on a
- * usage error. Every loop is bounded in count and in time: the per-connection
- * batch count is capped (MAX_BATCHES) and every receive has a timeout.
+ * it also prints "# window start" and "# window end" on stdout (flushed,
+ * echo_proto.h) when the measured seconds begin and end, so that a parent
+ * reading the pipe can sample CPU times over exactly that window (weft-bench
+ * echo does, for the server's and the load's CPU time per request). Exit
+ * status 0 when every connection ran to the end with no mismatch, 1
+ * otherwise, 2 on a usage error. Every loop is bounded in count and in time:
+ * the per-connection batch count is capped (MAX_BATCHES) and every receive
+ * has a timeout.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,7 +49,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include "echo_cdf.h"
+#include "echo_proto.h"
 
 #include <weft.h>
 
@@ -248,12 +249,11 @@ struct run {
 static void *marks_main(void *arg)
 {
 	const uint64_t *edge = arg;   /* [0] warm-up's end, [1] the run's end */
-	static const char *const mark[2] = { "# window start\n", "# window end\n" };
 	for (int i = 0; i < 2; i++) {
 		uint64_t t = now_ns();
 		if (t < edge[i] && weft_sleep(edge[i] - t) == -ECANCELED)
 			return NULL;
-		fputs(mark[i], stdout);
+		fputs(echo_window_marks[i], stdout);
 		fflush(stdout);
 	}
 	return NULL;

@@ -394,10 +394,10 @@ def bench_kv(args, build, say, tmp):
                 figs[key] = {"rps": median([x["rps"] for x in v]),
                              "p99_ms": median([x["p99_ms"] for x in v]), "n": len(v),
                              "cdf_us": {p: median([x["cdf_us"][p] for x in v]) for p in sorted(pcts)}}
-            for pipe in (1, 16):
-                v = [x[f"cpu P{pipe}"] for x in rl if x.get(f"cpu P{pipe}") is not None]
-                figs[f"cpu P{pipe}"] = median(v)
-            res["impls"][name] = {"runs": rl, "figures": figs,
+            cpu = {f"P{pipe}": median([x[f"cpu P{pipe}"] for x in rl
+                                        if x.get(f"cpu P{pipe}") is not None])
+                   for pipe in (1, 16)}
+            res["impls"][name] = {"runs": rl, "figures": figs, "cpu_us": cpu,
                                   "errors": [v for x in rl for k, v in x.items() if k.startswith("error")]}
     finally:
         for srv in servers.values():
@@ -458,7 +458,7 @@ def run(args, build, say):
                 f = x["figures"]
                 rows.append([name] + [fmt(f[c]["rps"]) for c in ("GET P1", "SET P1", "GET P16", "SET P16")]
                             + [f"{fmt(f['GET P1']['p99_ms'], 2)}/{fmt(f['GET P16']['p99_ms'], 2)}",
-                               f"{fmt(f.get('cpu P1'), 2)}/{fmt(f.get('cpu P16'), 2)}"])
+                               f"{fmt(x['cpu_us']['P1'], 2)}/{fmt(x['cpu_us']['P16'], 2)}"])
             red = k["impls"].get("redis", {}).get("figures")
             for wname in ("weft", "weft-1w"):
                 wf = k["impls"].get(wname, {}).get("figures")

@@ -1048,13 +1048,13 @@ static struct weft_task *steal_work(struct weft__worker *w)
 		 * The 64, 128, 192 and 256 pause instructions that followed
 		 * the rounds kept a worker with nothing to do spinning for
 		 * tens of microseconds before it parked, without looking at
-		 * its own ring: on echo
-		 * (2 workers, the load on one of the two CPUs) that was CPU
-		 * taken from the load generator. Echo, 50 connections, paired
-		 * rounds of 2 s, server CPU per request: 8 rounds -7% and 8
-		 * more -8% (req/s +3%, +8%); 500 connections -2%. chan,
-		 * pingpong, ring, skynet, fib, sleep and spawn on 2 workers
-		 * did not move beyond noise (3 runs each, alternating). */
+		 * its own ring: on echo (2 workers, the load on one of the two
+		 * CPUs) that was CPU taken from the load generator. Echo, 50
+		 * connections, paired rounds of 2 s, server CPU per request:
+		 * 8 rounds -7% and 8 more -8% (req/s +3%, +8%); 500
+		 * connections -2%. chan, pingpong, ring, skynet, fib, sleep and
+		 * spawn on 2 workers did not move beyond noise (3 runs each,
+		 * alternating). */
 	}
 	return NULL;
 }

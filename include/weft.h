@@ -114,10 +114,12 @@ WEFT_API int weft_rt_spawn(weft_rt *rt, weft_task **t, weft_fn fn, void *arg);
 
 /**
  * Cancel every coroutine still alive, wait for them to finish, stop and join
- * the workers and free everything. Not callable from a coroutine of rt
- * (-EPERM). Joinable handles not yet joined become invalid.
- * Errors: -EPERM (from a coroutine of rt). Destroying rt twice, or any call on
- * rt after it, is undefined (not detectable: rt is freed).
+ * the workers and free everything. Blocks the calling thread, so it is not
+ * callable from any coroutine, of rt or of another runtime (-EPERM): from a
+ * coroutine, call it through weft_blocking. Joinable handles not yet joined
+ * become invalid.
+ * Errors: -EINVAL (rt NULL), -EPERM (from a coroutine). Destroying rt twice,
+ * or any call on rt after it, is undefined (not detectable: rt is freed).
  */
 WEFT_API int weft_rt_destroy(weft_rt *rt);
 

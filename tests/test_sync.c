@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "weft.h"
-#include "sched/wait.h"     /* weft__cancel_shield_push/pop */
+#include "sched/wait.h"     /* weft__shield_push/pop */
 
 #include "harness.h"
 
@@ -655,9 +655,9 @@ static struct storm S;
  * once callers are still waiting when they are cancelled. */
 static void once_blocker(void *arg)
 {
-	weft__cancel_shield_push();
+	weft__shield_push();
 	weft_sem_wait(&S.release_once);
-	weft__cancel_shield_pop();
+	weft__shield_pop();
 }
 
 static void *sleeper_body(void *arg)
@@ -707,10 +707,10 @@ static void *storm_body(void *arg)
 		r = weft_join(child, NULL);
 		if (r == -ECANCELED) {
 			weft_cancel(child);
-			weft__cancel_shield_push();
+			weft__shield_push();
 			if (weft_join(child, NULL) != 0)
 				r = 1;
-			weft__cancel_shield_pop();
+			weft__shield_pop();
 		}
 		break;
 	}

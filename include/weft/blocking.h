@@ -24,19 +24,23 @@ extern "C" {
  * returns; its result goes to *ret (ret may be NULL). From a plain thread
  * (outside any coroutine) fn simply runs inline on the caller.
  *
- * Cancellation: while the call waits in the queue it is cancellable: the
- * request is withdrawn (fn never runs) and -ECANCELED is returned. Once a
- * helper has started fn it cannot be interrupted: the coroutine then waits,
- * not cancellable, for fn to return and returns 0 with its result (the
- * cancel stays pending for the coroutine's next blocking call). So a
- * coroutine cancelled or reaped by weft_rt_destroy waits for its fn.
+ * Cancellation and deadlines: while the call waits in the queue it is
+ * interruptible: the request is withdrawn (fn never runs) and -ECANCELED
+ * (cancelled) or -ETIMEDOUT (the coroutine's region deadline passed,
+ * weft_deadline_set) is returned. Once a helper has started fn it cannot be
+ * interrupted: the coroutine then waits, uninterruptibly, for fn to return
+ * and returns 0 with its result; the cancel stays pending, and the deadline
+ * past, for the coroutine's next blocking call. So this is the one blocking
+ * call that a region deadline does not bound, and a coroutine cancelled or
+ * reaped by weft_rt_destroy waits for its fn.
  *
  * fn runs on a plain thread: it must not call weft functions that need a
  * coroutine (they return -EPERM there); channels and sync primitives that
  * allow plain threads are fine.
  *
- * Returns 0, -ECANCELED (withdrawn before fn started), or -EAGAIN (no helper
- * thread could be started and none is running). Thread-safe.
+ * Returns 0, -ECANCELED or -ETIMEDOUT (withdrawn before fn started), or
+ * -EAGAIN (no helper thread could be started and none is running).
+ * Thread-safe.
  */
 WEFT_API int weft_blocking(void *(*fn)(void *arg), void *arg, void **ret);
 
@@ -59,7 +63,8 @@ struct weft_blocking_stats {
 	unsigned running;      /* calls whose fn is running                     */
 	unsigned peak_threads; /* most helper threads alive at once, ever       */
 	uint64_t completed;    /* calls whose fn returned                       */
-	uint64_t cancelled;    /* calls withdrawn from the queue by a cancel    */
+	uint64_t cancelled;    /* calls withdrawn from the queue by a cancel or
+	                          a region deadline                             */
 };
 
 /** Fill *st with a snapshot of the pool. Any thread. */

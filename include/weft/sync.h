@@ -75,8 +75,10 @@ WEFT_API void weft_cond_init(weft_cond *c);
 /**
  * Atomically release m (which the caller holds) and wait for a signal; m is
  * held again when it returns, whatever the result (re-taking it ignores
- * cancellation and the timeout). Spurious wake-ups do not happen, but loop on
- * your predicate anyway. 0, -ECANCELED (/ -ETIMEDOUT).
+ * cancellation, the timeout and the region deadline, so it may wait for
+ * another holder's unlock after either has passed). Spurious wake-ups do not
+ * happen, but loop on your predicate anyway. 0, -ECANCELED, -ETIMEDOUT (the
+ * timeout of weft_cond_wait_timeout or the region deadline).
  */
 WEFT_API int  weft_cond_wait(weft_cond *c, weft_mutex *m);
 WEFT_API int  weft_cond_wait_timeout(weft_cond *c, weft_mutex *m, uint64_t timeout_ns);
@@ -251,9 +253,10 @@ WEFT_API int weft_group_spawn(weft_group *g, weft_group_fn fn, void *arg);
 /**
  * Wait for every member to finish (blocks; coroutine only, -EPERM otherwise).
  * Returns 0 when all succeeded, else the error of the first member to fail
- * (by time of failure). If the caller is cancelled while waiting, every
- * member is cancelled, the wait still waits for them all (shielded), and it
- * returns -ECANCELED.
+ * (by time of failure). If the caller is cancelled while waiting, or its
+ * region deadline (weft_deadline_set) passes, every member still running is
+ * cancelled, the wait still waits for them all, and it returns -ECANCELED or
+ * -ETIMEDOUT: no member outlives the call, whatever it returns.
  */
 WEFT_API int weft_group_wait(weft_group *g);
 

@@ -2,7 +2,7 @@
  * ops.c — blocking-looking system calls for coroutines, on the worker's ring.
  *
  * An operation is a struct io_op on the calling coroutine's stack. The
- * coroutine opens a cancellable wait (src/sched/wait.h), prepares its SQE(s)
+ * coroutine opens an interruptible wait (src/sched/wait.h), prepares its SQE(s)
  * on the ring of the worker it runs on (weft__current_ring()) and parks. The
  * SQEs go to the kernel with the worker's next scheduling round.
  *
@@ -24,7 +24,7 @@
  *     the count for an ASYNC_CANCEL and has it submitted on the op's ring —
  *     directly when it still runs on that ring's worker, else through
  *     weft__ring_call() (only the owner may submit: SINGLE_ISSUER). Then it
- *     *drains*: it opens a second, non-cancellable wait (io_op.drain), sets
+ *     *drains*: it opens a second, uninterruptible wait (io_op.drain), sets
  *     DRAIN in the state word and parks unless the count was already zero.
  *     The callback whose decrement empties the count sees DRAIN and wakes
  *     that wait (the coroutine is parked on it and cannot leave before, so
@@ -56,7 +56,9 @@
  * region deadline (weft_deadline_set, via weft__wait_deadline) becomes an
  * absolute IORING_OP_LINK_TIMEOUT linked to the op; when it fires the op ends
  * with -ECANCELED (or -EINTR) and the call returns -ETIMEDOUT. Both SQEs are
- * reserved together so one submit carries the link.
+ * reserved together so one submit carries the link. The op's wait is opened
+ * with WEFT__WAIT_OWN_TIMEOUT, so the runtime arms no timer of its own for
+ * the region deadline: the kernel's timeout is the only one.
  *
  * Rejected: a runtime deadline on the wait (weft__wait_begin's deadline) — it
  * would wake the coroutine with the op still in the kernel, needing the
@@ -87,8 +89,8 @@ struct io_op {
 	struct weft__ring_op tmo;      /* its linked timeout's CQE    */
 	struct weft__ring_op cancel;   /* the ASYNC_CANCEL's CQE      */
 	struct weft__ring_op retry;    /* the pause before a re-cancel */
-	struct weft__waiter wait;      /* cancellable; immutable once submitted */
-	struct weft__waiter drain;     /* non-cancellable, after a cancel       */
+	struct weft__waiter wait;      /* interruptible; immutable once submitted */
+	struct weft__waiter drain;     /* uninterruptible, after a cancel         */
 	struct weft__remote_call call; /* submits the cancel on ring's owner    */
 	struct weft__ring *ring;       /* where the SQEs went                   */
 	struct __kernel_timespec ts;   /* absolute CLOCK_MONOTONIC deadline, read
@@ -232,7 +234,11 @@ static int op_begin(struct io_op *io, unsigned opcode, uint64_t timeout_ns, bool
 		}
 	}
 	weft__wait_describe(what, NULL);
-	int err = weft__wait_begin(&io->wait, 0, cancellable ? WEFT__WAIT_CANCELLABLE : 0);
+	/* OWN_TIMEOUT: the deadline, region's included, is the linked timeout
+	 * below; a runtime timer racing it would end the wait with the op
+	 * still in the kernel (wait.h). */
+	int err = weft__wait_begin(&io->wait, 0, cancellable ?
+	                           WEFT__WAIT_INTERRUPTIBLE | WEFT__WAIT_OWN_TIMEOUT : 0);
 	if (err)
 		return err;
 	io->timed = deadline != 0;
@@ -273,8 +279,9 @@ static void op_cancel_drain(struct io_op *io)
 		weft__ring_call(io->ring, &io->call);
 	}
 	weft__wait_describe("the kernel to let go of a cancelled I/O op", NULL);
-	int err = weft__wait_begin(&io->drain, 0, 0);
-	(void)err;   /* not cancellable, no deadline, in a coroutine: cannot fail */
+	/* Uninterruptible: the kernel may write the buffer until the op's own
+	 * CQE, so neither a cancel nor the region deadline may end this. */
+	weft__wait_begin_uninterruptible(&io->drain);
 	/* acq_rel: release publishes io->drain to the callback that empties the
 	 * count; acquire takes every result stored before the decrements. */
 	uint32_t old = atomic_fetch_or_explicit(&io->state, DRAIN, memory_order_acq_rel);

@@ -187,8 +187,7 @@ static inline uint32_t rng_next(uint32_t *s)
 	return *s = x;
 }
 
-static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...);
-static void die(const char *fmt, ...)
+void weft__die(const char *fmt, ...)
 {
 	char buf[256];
 	va_list ap;
@@ -697,7 +696,7 @@ static void wake_task(struct weft_task *t)
 			                                          memory_order_acquire))
 				return;
 		} else {
-			die("wake of coroutine %llu \"%s\" that is not parked (state %u): double wake",
+			weft__die("wake of coroutine %llu \"%s\" that is not parked (state %u): double wake",
 			    (unsigned long long)t->id, t->name, s);
 		}
 	}
@@ -825,7 +824,7 @@ static void after_switch_slow(struct weft__worker *w)
 		                                             memory_order_acq_rel,
 		                                             memory_order_acquire)) {
 			if (s != WEFT__T_NOTIFIED)
-				die("coroutine %llu parked in state %u", (unsigned long long)t->id, s);
+				weft__die("coroutine %llu parked in state %u", (unsigned long long)t->id, s);
 			atomic_store_explicit(&t->state, WEFT__T_RUNNABLE, memory_order_relaxed);
 			ready(t);
 		}
@@ -855,7 +854,7 @@ static void after_switch_slow(struct weft__worker *w)
 		task_finish(w, t);
 		return;
 	default:
-		die("coroutine %llu switched out with no action", (unsigned long long)t->id);
+		weft__die("coroutine %llu switched out with no action", (unsigned long long)t->id);
 	}
 }
 
@@ -1759,14 +1758,21 @@ int weft__wait_begin(struct weft__waiter *wt, uint64_t deadline, unsigned flags)
 	if (!t)
 		return -EPERM;
 	if (t->shield)
-		flags &= ~WEFT__WAIT_CANCELLABLE;
-	/* A pending cancel wins over a deadline already passed: every blocking
-	 * call after a cancel returns -ECANCELED. */
-	if ((flags & WEFT__WAIT_CANCELLABLE) &&
-	    atomic_load_explicit(&t->cancel, memory_order_relaxed))
-		return -ECANCELED;   /* fast path: nothing opened yet */
-	if (t->deadline && (!deadline || t->deadline < deadline))
-		deadline = t->deadline;         /* the region's deadline is nearer */
+		flags &= ~WEFT__WAIT_INTERRUPTIBLE;
+	if (flags & WEFT__WAIT_INTERRUPTIBLE) {
+		/* A pending cancel wins over a deadline already passed: every
+		 * blocking call after a cancel returns -ECANCELED. */
+		if (atomic_load_explicit(&t->cancel, memory_order_relaxed))
+			return -ECANCELED;   /* fast path: nothing opened yet */
+		/* The region's deadline, when nearer, bounds an interruptible
+		 * wait; an uninterruptible one (wait.h) never sees it, and an op
+		 * that put it in the kernel already folded it in. */
+		if (t->deadline && !(flags & WEFT__WAIT_OWN_TIMEOUT) &&
+		    (!deadline || t->deadline < deadline))
+			deadline = t->deadline;
+	}
+	if (flags & WEFT__WAIT_OWN_TIMEOUT)
+		deadline = 0;                   /* the caller's timeout is in the kernel */
 	if (deadline && !(flags & WEFT__WAIT_IN_ORDER) && deadline <= weft_now())
 		return -ETIMEDOUT;
 	uint64_t seq = ++t->wait_seq;
@@ -1785,7 +1791,7 @@ int weft__wait_begin(struct weft__waiter *wt, uint64_t deadline, unsigned flags)
 		atomic_store_explicit(&t->wait, (seq << 1) | 1, memory_order_seq_cst);
 	}
 	weft__perturb();
-	if ((flags & WEFT__WAIT_CANCELLABLE) &&
+	if ((flags & WEFT__WAIT_INTERRUPTIBLE) &&
 	    atomic_load_explicit(&t->cancel, memory_order_seq_cst)) {
 		if (!weft__wait_claim(wt))
 			absorb_wake(t);
@@ -1807,10 +1813,24 @@ int weft__wait_begin(struct weft__waiter *wt, uint64_t deadline, unsigned flags)
 	return 0;
 }
 
+void weft__wait_begin_uninterruptible(struct weft__waiter *wt)
+{
+	/* No deadline and not interruptible: nothing but "outside a
+	 * coroutine" can make it fail, and that is a caller's bug. */
+	int err = weft__wait_begin(wt, 0, 0);
+	if (err)
+		weft__die("uninterruptible wait opened outside a coroutine (%s)", strerror(-err));
+}
+
 int weft__wait_park(struct weft__waiter *wt, void (*unlock)(void *), void *arg)
 {
 	struct weft__worker *w = worker_current();
-	struct weft_task *t = wt->task;
+	struct weft_task *t = w ? w->current : NULL;
+	/* Parking on a record that is not the caller's open wait (its begin
+	 * failed and the error was dropped) would switch out a task that no
+	 * source can wake, or none at all: say so instead of crashing later. */
+	if (__builtin_expect(!t || wt->task != t || wt->seq != t->wait_seq, 0))
+		weft__die("park on a wait that is not open (a failed weft__wait_begin ignored?)");
 	w->unlock = unlock;
 	w->unlock_arg = arg;
 	switch_out(w, t, WEFT__A_PARK);
@@ -1837,7 +1857,7 @@ void weft__wait_wake(const struct weft__waiter *wt, int reason)
 	wake_task(wt->task);
 }
 
-unsigned weft__cancel_shield_push(void)
+unsigned weft__shield_push(void)
 {
 	struct weft__worker *w = worker_current();
 	if (!w || !w->current)
@@ -1845,7 +1865,7 @@ unsigned weft__cancel_shield_push(void)
 	return w->current->shield++;
 }
 
-void weft__cancel_shield_pop(void)
+void weft__shield_pop(void)
 {
 	struct weft__worker *w = worker_current();
 	if (w && w->current && w->current->shield)
@@ -1931,12 +1951,12 @@ WEFT_API int weft_sleep(uint64_t ns)
 	}
 	/* Reaching its own deadline is a sleep's success; a region deadline
 	 * (weft_deadline_set) that cuts it short is a -ETIMEDOUT. */
-	uint64_t region = weft_deadline();
+	uint64_t region = weft__wait_deadline(0);
 	int timed_out = region && region < deadline ? -ETIMEDOUT : 0;
 	weft__wait_describe("sleep", NULL);
 	/* IN_ORDER: a short sleep whose deadline passed on the way here still
 	 * waits for the timers due before it (stress finding: it overtook them). */
-	int err = weft__wait_begin(&wt, deadline, WEFT__WAIT_CANCELLABLE | WEFT__WAIT_IN_ORDER);
+	int err = weft__wait_begin(&wt, deadline, WEFT__WAIT_INTERRUPTIBLE | WEFT__WAIT_IN_ORDER);
 	if (err)
 		return err == -ETIMEDOUT ? timed_out : err;
 	int r = weft__wait_park(&wt, NULL, NULL);
@@ -1965,7 +1985,7 @@ WEFT_API int weft_join(weft_task *t, void **ret)
 		}
 		struct weft__waiter wt;
 		weft__wait_describe("join of coroutine", t);
-		int err = weft__wait_begin(&wt, 0, WEFT__WAIT_CANCELLABLE);
+		int err = weft__wait_begin(&wt, 0, WEFT__WAIT_INTERRUPTIBLE);
 		if (err) {
 			weft__unlock(&t->join_lock);
 			return err;
@@ -2009,7 +2029,7 @@ void weft__cancel_mark(struct weft_task *t)
 void weft__cancel_fence(void)
 {
 	if (membarrier_mode && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
-		die("membarrier(PRIVATE_EXPEDITED) failed after registering: %s", strerror(errno));
+		weft__die("membarrier(PRIVATE_EXPEDITED) failed after registering: %s", strerror(errno));
 }
 
 /* t was marked before the last weft__cancel_fence: end its open wait, if any. */
@@ -2024,7 +2044,7 @@ void weft__cancel_deliver(struct weft_task *t)
 		return;                         /* not waiting: it sees the flag */
 	/* wait_flags was written before the store that opened this wait,
 	 * which we read: it is the open wait's. */
-	if (!(atomic_load_explicit(&t->wait_flags, memory_order_relaxed) & WEFT__WAIT_CANCELLABLE))
+	if (!(atomic_load_explicit(&t->wait_flags, memory_order_relaxed) & WEFT__WAIT_INTERRUPTIBLE))
 		return;
 	struct weft__waiter wt = { t, wv >> 1 };
 	weft__wait_claim_wake(&wt, -ECANCELED);
@@ -2061,7 +2081,7 @@ WEFT_API uint64_t weft_deadline(void)
 uint64_t weft__wait_deadline(uint64_t own)
 {
 	struct weft_task *t = weft_self();
-	if (t && t->deadline && (!own || t->deadline < own))
+	if (t && t->deadline && !t->shield && (!own || t->deadline < own))
 		return t->deadline;
 	return own;
 }
@@ -2391,7 +2411,11 @@ WEFT_API int weft_rt_destroy(weft_rt *rt)
 {
 	if (!rt)
 		return -EINVAL;
-	if (worker_current() && worker_current()->rt == rt)
+	/* From any worker thread, not only rt's own: destroy waits for every
+	 * coroutine of rt to return and joins threads, which would hold that
+	 * worker (and every coroutine queued on it) meanwhile. A coroutine that
+	 * must destroy another runtime does it through weft_blocking. */
+	if (worker_current())
 		return -EPERM;
 	/* seq_cst: a spawn that reads the flag starts its task cancelled; one
 	 * that misses it is counted below and cancelled by the sweep. */

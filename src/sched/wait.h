@@ -11,6 +11,26 @@
  * runtime itself is a source too: a deadline given to weft__wait_begin() claims
  * the wait with -ETIMEDOUT, weft_cancel() with -ECANCELED.
  *
+ * Two kinds of wait:
+ *   interruptible (WEFT__WAIT_INTERRUPTIBLE): what every blocking call of the
+ *     public API opens. Besides its own sources and its own deadline, a
+ *     cancel ends it (-ECANCELED) and so does the coroutine's region deadline
+ *     (weft_deadline_set: -ETIMEDOUT). So it may fail, and its caller must
+ *     undo what it registered and return the error.
+ *   uninterruptible (weft__wait_begin_uninterruptible, or any wait opened
+ *     while the coroutine is shielded, weft__shield_push): only its own
+ *     sources, and its own deadline if it was given one, end it. These are
+ *     the waits that must not fail because something the caller cannot take
+ *     back is still in flight: an I/O op's drain after a cancel (the kernel
+ *     still owns the buffer), the blocking pool's wait for a call already
+ *     running, cond_wait's re-take of its mutex, a task group's joins of
+ *     members it has cancelled. A region deadline is a cancel scope with a
+ *     time on it (Trio's), so the shield that keeps out the one keeps out
+ *     the other.
+ * weft__wait_park dies with a message when it is asked to park on a wait that
+ * is not the caller's open one, which is what a caller that ignored a failed
+ * begin would do.
+ *
  * A waiter record whose wait has already ended is harmless: its sequence no
  * longer matches, so weft__wait_claim() on it returns false. Task records
  * are never unmapped while their runtime lives, so a stale waiter may still be
@@ -21,7 +41,7 @@
  *     lock(&q->lock);
  *     if (can_proceed(q)) { ...; unlock(&q->lock); return 0; }
  *     struct my_waiter w;                       // on the coroutine's stack
- *     int err = weft__wait_begin(&w.waiter, deadline, WEFT__WAIT_CANCELLABLE);
+ *     int err = weft__wait_begin(&w.waiter, deadline, WEFT__WAIT_INTERRUPTIBLE);
  *     if (err) { unlock(&q->lock); return err; } // -ECANCELED, -ETIMEDOUT, -EPERM
  *     enqueue(q, &w);
  *     int r = weft__wait_park(&w.waiter, unlock_cb, &q->lock);  // lock released
@@ -42,24 +62,44 @@
 #include <stdint.h>
 #include "weft.h"
 
+/* A broken invariant of the runtime (a contract violated by its own code or
+ * by a caller's misuse that the API cannot report): print "weft: ..." to
+ * stderr and abort. Any thread. */
+void weft__die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
 struct weft__waiter {
 	struct weft_task *task;
 	uint64_t seq;              /* which wait of `task` this record belongs to */
 };
 
 enum {
-	WEFT__WAIT_CANCELLABLE = 1u << 0,  /* weft_cancel ends it with -ECANCELED       */
-	WEFT__WAIT_IN_ORDER    = 1u << 1,  /* a deadline already past still goes through
-	                                      the timer heap, so the wait ends in order
-	                                      with other due timers (weft_sleep)      */
+	/* weft_cancel ends it with -ECANCELED, the region deadline with
+	 * -ETIMEDOUT; dropped while the coroutine is shielded */
+	WEFT__WAIT_INTERRUPTIBLE = 1u << 0,
+	/* a deadline already past still goes through the timer heap, so the
+	 * wait ends in order with other due timers (weft_sleep) */
+	WEFT__WAIT_IN_ORDER      = 1u << 1,
+	/* the caller enforces the deadline itself (an I/O op's linked timeout
+	 * in the kernel, computed with weft__wait_deadline): the region
+	 * deadline is not added and no timer is armed */
+	WEFT__WAIT_OWN_TIMEOUT   = 1u << 2,
 };
 
 /* Open a wait for the calling coroutine. deadline: absolute weft_now() time,
- * 0 = none. Returns 0, or (with nothing to undo) -EPERM outside a coroutine
- * and never otherwise (weft__sp_begin tells threads from coroutines by it),
- * -ECANCELED when a cancel is pending and the wait is cancellable,
- * -ETIMEDOUT when the deadline has already passed. Caller: the coroutine. */
+ * 0 = none; an interruptible wait also ends at the region deadline, when
+ * that is nearer. Returns 0, or (with nothing to undo) -EPERM outside a
+ * coroutine (weft__sp_begin tells threads from coroutines by it),
+ * -ECANCELED when a cancel is pending and the wait is interruptible,
+ * -ETIMEDOUT when the deadline has already passed, -ENOMEM when the timer
+ * could not be armed (fault injection only). A wait with no deadline that is
+ * not interruptible fails only with -EPERM. Caller: the coroutine. */
 int  weft__wait_begin(struct weft__waiter *w, uint64_t deadline, unsigned flags);
+
+/* Open a wait that nothing but its own sources can end (see the top of this
+ * file): no deadline, not cancellable, the region deadline ignored. Cannot
+ * fail; called outside a coroutine it dies with a message. Caller: the
+ * coroutine. */
+void weft__wait_begin_uninterruptible(struct weft__waiter *w);
 
 /* Park until the wait is claimed and woken. unlock(arg) (may be NULL) runs once
  * the coroutine's registers are saved, on the worker's scheduler stack: release
@@ -86,9 +126,11 @@ static inline bool weft__wait_claim_wake(const struct weft__waiter *w, int reaso
  * until its next wait; call it before weft__wait_begin. */
 void weft__wait_describe(const char *what, const void *obj);
 
-/* The deadline a blocking call should use: the nearer of its own (0: none)
- * and the calling coroutine's region deadline (weft_deadline_set). For ops
- * that put their own timeout in the kernel (linked timeouts). */
+/* The deadline an interruptible blocking call should use: the nearer of its
+ * own (0: none) and the calling coroutine's region deadline
+ * (weft_deadline_set), which does not count while the coroutine is shielded.
+ * For ops that put their own timeout in the kernel (linked timeouts, with
+ * WEFT__WAIT_OWN_TIMEOUT). Caller: the coroutine (0 from a plain thread). */
 uint64_t weft__wait_deadline(uint64_t own);
 
 /* weft_cancel in three steps, for cancelling many tasks at once (task
@@ -101,10 +143,12 @@ void weft__cancel_mark(weft_task *t);
 void weft__cancel_fence(void);
 void weft__cancel_deliver(weft_task *t);
 
-/* Shield the calling coroutine from cancellation (nesting counter): while
- * shielded, waits it opens are not cancellable. Returns the previous depth. */
-unsigned weft__cancel_shield_push(void);
-void     weft__cancel_shield_pop(void);
+/* Shield the calling coroutine from cancellation and from its region
+ * deadline (nesting counter): while shielded, the waits it opens are
+ * uninterruptible. Returns the previous depth. Caller: the coroutine (a
+ * no-op returning 0 from a plain thread). */
+unsigned weft__shield_push(void);
+void     weft__shield_pop(void);
 
 /* The ring of the worker running the caller (for src/io/ops.c). NULL outside.
  * Valid until the caller's next blocking point (it may migrate after it). */

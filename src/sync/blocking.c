@@ -13,9 +13,10 @@
  * Request states (changed only under pool.lock)
  *
  *     QUEUED --(a helper takes it)--> RUNNING --(fn returned)--> DONE
- *     QUEUED --(its coroutine was cancelled)--> removed, -ECANCELED
+ *     QUEUED --(its coroutine was cancelled, or its region deadline passed)-->
+ *              removed, -ECANCELED or -ETIMEDOUT
  *
- * Protocol. The coroutine opens a cancellable wait, queues the request and
+ * Protocol. The coroutine opens an interruptible wait, queues the request and
  * parks. The lock is released *before* parking (unlock callback NULL): the
  * contract's state machine lets a wake arrive while the coroutine is still
  * running (it becomes NOTIFIED and the park returns at once), and nothing the
@@ -27,10 +28,10 @@
  * that the lock is gone; the copy is read, never the request, after that),
  * then sets `waked`, which the woken coroutine awaits before it returns (see
  * await_waker: the wake itself still touches the runtime).
- * If the claim fails, a cancel ended the wait first: the coroutine then takes
- * the lock itself and finds its request
- *   QUEUED:  it unlinks it and returns -ECANCELED (fn never runs);
- *   RUNNING: it opens a second, non-cancellable wait under the lock, storing
+ * If the claim fails, a cancel or the region deadline ended the wait first:
+ * the coroutine then takes the lock itself and finds its request
+ *   QUEUED:  it unlinks it and returns -ECANCELED or -ETIMEDOUT (fn never runs);
+ *   RUNNING: it opens a second, uninterruptible wait under the lock, storing
  *            the new waiter in the request, and parks; the helper's claim
  *            (made under the same lock, later) succeeds on that one;
  *   DONE:    it returns the result at once.
@@ -289,10 +290,10 @@ WEFT_API int weft_blocking(void *(*fn)(void *), void *arg, void **ret)
 	struct req rq = { .fn = fn, .arg = arg, .state = REQ_QUEUED };
 	weft__wait_describe("blocking call on a helper thread", NULL);
 	pthread_mutex_lock(&pool.lock);
-	int err = weft__wait_begin(&rq.w, 0, WEFT__WAIT_CANCELLABLE);
+	int err = weft__wait_begin(&rq.w, 0, WEFT__WAIT_INTERRUPTIBLE);
 	if (err) {
 		pthread_mutex_unlock(&pool.lock);
-		return err;                     /* -ECANCELED, nothing queued */
+		return err;                     /* -ECANCELED/-ETIMEDOUT, nothing queued */
 	}
 	q_push(&rq);
 	bool start = false;
@@ -320,7 +321,8 @@ WEFT_API int weft_blocking(void *(*fn)(void *), void *arg, void **ret)
 
 	int r = weft__wait_park(&rq.w, NULL, NULL);
 	if (r != 0) {
-		/* Cancelled (the only other way this wait ends). */
+		/* Cancelled or past the region deadline (the only other ways
+		 * this wait ends). */
 		pthread_mutex_lock(&pool.lock);
 		if (rq.state == REQ_QUEUED) {
 			q_unlink(&rq);
@@ -329,11 +331,10 @@ WEFT_API int weft_blocking(void *(*fn)(void *), void *arg, void **ret)
 			return r;
 		}
 		if (rq.state == REQ_RUNNING) {
-			/* fn cannot be stopped: wait for it, not cancellable. */
-			err = weft__wait_begin(&rq.w, 0, 0);
+			/* fn cannot be stopped and runs on our stack's request:
+			 * wait for it, uninterruptibly (wait.h). */
+			weft__wait_begin_uninterruptible(&rq.w);
 			pthread_mutex_unlock(&pool.lock);
-			if (err)
-				abort();        /* impossible: no deadline, inside a coroutine */
 			r = weft__wait_park(&rq.w, NULL, NULL);
 		} else {
 			pthread_mutex_unlock(&pool.lock);

@@ -12,8 +12,9 @@
  * joined before weft_group_wait, so every handle is valid while it is used.
  *
  * weft_group_wait joins the members in spawn order. If the waiter is
- * cancelled it cancels them all and keeps joining shielded: a group never
- * leaves a member running behind its wait.
+ * cancelled, or its region deadline passes, it cancels them all and keeps
+ * joining shielded (uninterruptibly, sched/wait.h): a group never leaves a
+ * member running behind its wait, and returns -ECANCELED or -ETIMEDOUT.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -150,24 +151,31 @@ WEFT_API int weft_group_wait(weft_group *g)
 	if (!weft_self())
 		return -EPERM;
 	g->waited = true;
-	bool cancelled = false;
+	int interrupted = 0;             /* -ECANCELED or -ETIMEDOUT once it happens */
 	for (size_t i = 0; i < g->n; i++) {
 		/* g->n and g->m no longer change: only the owner spawns. */
 		weft_task *t = g->m[i]->task;
 		int r = weft_join(t, NULL);
-		if (r == -ECANCELED && !cancelled) {
-			cancelled = true;
+		if (r && !interrupted) {
+			/* The waiter was cancelled or its region deadline passed
+			 * (t stays joinable): stop the members still running, then
+			 * join them all shielded, so none outlives this call. */
+			interrupted = r;
 			weft__spin_lock(&g->lock);
 			cancel_members_locked(g, i, NULL);
 			weft__spin_unlock(&g->lock);
-			weft__cancel_shield_push();
+			weft__shield_push();
 			r = weft_join(t, NULL);
 		}
-		(void)r;                     /* shielded joins of our own tasks */
+		/* Shielded joins of our own members are uninterruptible and t is
+		 * valid and joined by nobody else: they cannot fail. */
+		if (r)
+			weft__die("weft_group_wait: shielded join of member %zu failed: %s",
+			          i, weft_strerror(r));
 	}
-	if (cancelled) {
-		weft__cancel_shield_pop();
-		return -ECANCELED;
+	if (interrupted) {
+		weft__shield_pop();
+		return interrupted;
 	}
 	weft__spin_lock(&g->lock);
 	int err = g->first_err;

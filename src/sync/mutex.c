@@ -20,8 +20,9 @@
  * Cond: a queue. wait() queues a node and opens its wait before it releases
  *   the mutex, so a signal sent after the release (the only one the caller may
  *   expect) finds the node and, by the wake contract, is not lost even if it
- *   arrives before the park. The mutex is re-taken shielded from cancellation
- *   and without deadline, so the caller always owns it again on return.
+ *   arrives before the park. The mutex is re-taken shielded (from
+ *   cancellation and the region deadline) and without a deadline of its own,
+ *   so the caller always owns it again on return, whatever ended the wait.
  */
 #include <errno.h>
 #include <string.h>
@@ -233,10 +234,13 @@ static int cond_wait(weft_cond *pub, weft_mutex *m, uint64_t deadline)
 		weft__q_remove(&c->q, &n);
 		weft__spin_unlock(&c->lock);
 	}
-	weft__cancel_shield_push();
+	/* Shielded: the re-take is uninterruptible (sched/wait.h), neither a
+	 * cancel nor the region deadline may leave the caller without m. */
+	weft__shield_push();
 	int err = weft_mutex_lock(m);
-	weft__cancel_shield_pop();
-	(void)err;                   /* shielded, no deadline: cannot fail */
+	weft__shield_pop();
+	if (err)
+		weft__die("cond_wait could not re-take its mutex: %s", weft_strerror(err));
 	return r;
 }
 

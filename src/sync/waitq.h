@@ -94,7 +94,7 @@ static inline int weft__sp_begin(struct weft__parker *p, uint64_t deadline)
 	p->thread = false;
 	/* -EPERM only outside a coroutine, with nothing opened: then the
 	 * caller is a plain thread. One lookup of the current task, not two. */
-	int r = weft__wait_begin(&p->w, deadline, WEFT__WAIT_CANCELLABLE);
+	int r = weft__wait_begin(&p->w, deadline, WEFT__WAIT_INTERRUPTIBLE);
 	if (r != -EPERM)
 		return r;
 	return weft__sp_begin_thread(p, deadline);

@@ -307,7 +307,13 @@ static int op_wait(struct io_op *io, struct io_uring_sqe *sqe)
 		op_cancel_drain(io);
 		return r;
 	}
-	if (io->timed && io->tres == -ETIME && (io->res == -ECANCELED || io->res == -EINTR))
+	/* The linked timeout fired when its own CQE says anything but
+	 * -ECANCELED (which it gets when the op finished first and the kernel
+	 * took the timeout down): -ETIME when its cancel found the op, or the
+	 * cancel's own failure (-ENOENT, -EALREADY) when the op was between
+	 * states in io-wq, as a regular-file write can be; the op then ends
+	 * -ECANCELED or -EINTR all the same. */
+	if (io->timed && io->tres != -ECANCELED && (io->res == -ECANCELED || io->res == -EINTR))
 		return -ETIMEDOUT;
 	return io->res;
 }

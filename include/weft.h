@@ -274,9 +274,12 @@ struct weft_stats {
  */
 WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
                            struct weft_worker_stats *per_worker, unsigned n);
-/** One line of text with every total ("workers=2 live=3 switches=... io=...
- *  sqes=... cqes=... enters=... sqfull=... cqoverflow=... rescued=..."); returns its
- *  length (snprintf's convention), or -EINVAL when s is NULL. */
+/** One line of text with every total, label=value in the order of struct
+ *  weft_worker_stats ("workers=2 live=3 switches=... spawns=...
+ *  steals_tried=... steals=... parks=... wakes=... inject_in=...
+ *  inject_out=... io=... timers=... starved=... sqes=... cqes=... enters=...
+ *  sqfull=... cqoverflow=... rescued=..."); returns its length (snprintf's
+ *  convention), or -EINVAL when s is NULL. */
 WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len);
 
 /**

@@ -5,7 +5,7 @@
  *
  * --membarrier: fail membarrier(2) instead, as on kernels before 4.14 or
  * under a seccomp profile without it; weft then keeps cancellation's
- * Dekker pair seq_cst on both sides (src/sched/runtime.c, membarrier_mode),
+ * Dekker pair seq_cst on both sides (src/sched/wait.c, weft__membarrier_mode),
  * and the tests run under it exercise that path.
  *
  * Installs a seccomp-BPF filter (raw prctl, no libseccomp) that makes every

@@ -22,7 +22,7 @@
 # on a core file. Frame #0 of that walk is the real thread's and is not shown.
 #
 # Needs debug info for libweft (the default debugoptimized build has it):
-# the commands read internal structures (src/sched/core.h, introspect.c).
+# the commands read internal structures (src/sched/task.h, worker.h, rt.h, introspect.c).
 # x86-64 and AArch64.
 
 import sys

@@ -3,7 +3,7 @@
  *
  * An operation is a struct io_op on the calling coroutine's stack. The
  * coroutine opens an interruptible wait (src/sched/wait.h), prepares its SQE(s)
- * on the ring of the worker it runs on (weft__current_ring()) and parks. The
+ * on the ring of the worker it runs on (weft__sched_ring()) and parks. The
  * SQEs go to the kernel with the worker's next scheduling round.
  *
  * Every CQE that names the record — the op's own, its linked timeout's, the
@@ -23,7 +23,7 @@
  *     wakes while CQEs are outstanding, perhaps on another worker. It bumps
  *     the count for an ASYNC_CANCEL and has it submitted on the op's ring —
  *     directly when it still runs on that ring's worker, else through
- *     weft__ring_call() (only the owner may submit: SINGLE_ISSUER). Then it
+ *     weft__sched_call() (only the owner may submit: SINGLE_ISSUER). Then it
  *     *drains*: it opens a second, uninterruptible wait (io_op.drain), sets
  *     DRAIN in the state word and parks unless the count was already zero.
  *     The callback whose decrement empties the count sees DRAIN and wakes
@@ -48,7 +48,7 @@
  *   it is tried again: its count slot passes to an IORING_OP_TIMEOUT (1 ms,
  *   doubling to 1 s) whose callback cancels again unless MAIN_SEEN is set by
  *   then (the op had completed and its CQE was still on the way). Both go
- *   through weft__ring_call, since a callback may run on a rescuer (ring.c),
+ *   through weft__sched_call, since a callback may run on a rescuer (ring.c),
  *   which may not submit; io_op.call is free then (each use of it ran before
  *   the CQE that makes the next one).
  *
@@ -67,6 +67,7 @@
  */
 #include "io/ring.h"
 #include "sched/wait.h"
+#include "util.h"
 #include "weft.h"
 
 #include <errno.h>
@@ -103,7 +104,7 @@ struct io_op {
 	int tres;                      /* linked timeout's res                  */
 };
 
-#define OP_OF(p, member) ((struct io_op *)((char *)(p) - offsetof(struct io_op, member)))
+#define OP_OF(p, member) weft__container_of(p, struct io_op, member)
 
 /* A CQE naming io has been reaped (ring owner). See the top of the file. */
 static void cqe_done(struct io_op *io)
@@ -114,10 +115,12 @@ static void cqe_done(struct io_op *io)
 	uint32_t old = atomic_fetch_sub_explicit(&io->state, 1, memory_order_acq_rel);
 	if ((old & COUNT_MASK) != 1)
 		return;
-	if (old & DRAIN)
-		weft__wait_claim_wake(&io->drain, 0);   /* it is parked on io->drain */
-	else
-		weft__wait_claim_wake(&w, 0);           /* fails if cancel won */
+	/* IO: an I/O completion, queued in order on the ring's own worker
+	 * (sched/wait.h). */
+	struct weft__waiter *end = old & DRAIN ? &io->drain  /* it is parked on io->drain */
+	                                       : &w;         /* fails if cancel won */
+	if (weft__wait_claim(end))
+		weft__wait_wake_as(end, 0, WEFT__WAKE_IO);
 }
 
 static void main_cb(struct weft__ring_op *op, int res, uint32_t flags)
@@ -146,16 +149,16 @@ static void prep_cancel(struct io_op *io)
 	weft__ring_release(io->ring);
 }
 
-/* Runs on io->ring's owner (weft__ring_call). */
+/* Runs on io->ring's owner (weft__sched_call). */
 static void remote_cancel(struct weft__remote_call *c)
 {
-	prep_cancel((struct io_op *)((char *)c - offsetof(struct io_op, call)));
+	prep_cancel(OP_OF(c, call));
 }
 
 /* Runs on io->ring's owner: the pause before cancelling again. */
 static void remote_retry(struct weft__remote_call *c)
 {
-	struct io_op *io = (struct io_op *)((char *)c - offsetof(struct io_op, call));
+	struct io_op *io = OP_OF(c, call);
 	unsigned ms = io->retries < 10 ? 1u << io->retries : 1000u;
 	io->retries++;
 	io->rts.tv_sec = ms / 1000;
@@ -183,7 +186,7 @@ static void cancel_cb(struct weft__ring_op *op, int res, uint32_t flags)
 	 * the file): try again shortly. This CQE's count slot passes on. */
 	if (res == -ENOENT && !main_seen(io)) {
 		io->call.fn = remote_retry;
-		weft__ring_call(io->ring, &io->call);
+		weft__sched_call(io->ring, &io->call);
 		return;
 	}
 	cqe_done(io);
@@ -197,7 +200,7 @@ static void retry_cb(struct weft__ring_op *op, int res, uint32_t flags)
 		return;
 	}
 	io->call.fn = remote_cancel;        /* the slot passes to the new cancel */
-	weft__ring_call(io->ring, &io->call);
+	weft__sched_call(io->ring, &io->call);
 }
 
 /* Open the wait and hand out the op's SQE, holding the ring (op_wait
@@ -206,7 +209,7 @@ static void retry_cb(struct weft__ring_op *op, int res, uint32_t flags)
 static int op_begin(struct io_op *io, unsigned opcode, uint64_t timeout_ns, bool cancellable,
 		    const char *what, struct io_uring_sqe **sqe_out)
 {
-	struct weft__ring *ring = weft__current_ring();
+	struct weft__ring *ring = weft__sched_ring();
 	if (!ring || !weft_self())
 		return -EPERM;
 	if (!weft__ring_op_supported(ring, opcode))
@@ -272,11 +275,11 @@ static void op_cancel_drain(struct io_op *io)
 	/* relaxed: the count only matters to the callback that empties it,
 	 * which cannot be this increment's (the cancel's CQE is still to come). */
 	atomic_fetch_add_explicit(&io->state, 1, memory_order_relaxed);
-	if (weft__current_ring() == io->ring) {
+	if (weft__sched_ring() == io->ring) {
 		prep_cancel(io);
 	} else {
 		io->call.fn = remote_cancel;
-		weft__ring_call(io->ring, &io->call);
+		weft__sched_call(io->ring, &io->call);
 	}
 	weft__wait_describe("the kernel to let go of a cancelled I/O op", NULL);
 	/* Uninterruptible: the kernel may write the buffer until the op's own

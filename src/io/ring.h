@@ -56,8 +56,6 @@ struct weft__ring {
 	unsigned inflight;         /* ops submitted whose CQE is not yet reaped  */
 	int wake_fd;               /* eventfd for wakes from non-ring threads    */
 	/* further private fields of ring.c (owner only unless said otherwise) */
-	struct weft__ring_op wake_op;  /* unused: internal CQEs use tagged user_data */
-	uint64_t wake_buf;
 	unsigned ipending;         /* internal SQEs (poll, MSG_RING) not submitted */
 	unsigned reserved;         /* SQEs left of weft__ring_reserve's room      */
 	bool has_msg_ring;         /* IORING_OP_MSG_RING probed                   */

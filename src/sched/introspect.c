@@ -5,7 +5,8 @@
  * the dump walks the task slabs under the pool lock, sampling states that
  * keep changing while it looks.
  */
-#include "sched/core.h"
+#include "sched/rt.h"
+#include "sched/clock.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -15,12 +16,24 @@
 
 /* ------------------------------------------------------------- stats --- */
 
+/* Every field of struct weft_worker_stats, in order: the worker's own
+ * counters (worker.h), then its ring's. One list for the reader, the totals
+ * and the format. */
+#define STATS_FIELDS(X) WEFT__WORKER_COUNTERS(X) \
+	X(io_sqes, "sqes") X(io_cqes, "cqes") X(io_enters, "enters") \
+	X(io_sq_full, "sqfull") X(io_cq_overflow, "cqoverflow") X(io_rescued, "rescued")
+
+#define COUNT_ONE(f, label) + 1
+_Static_assert(sizeof(struct weft_worker_stats) == (0 STATS_FIELDS(COUNT_ONE)) * sizeof(uint64_t),
+               "STATS_FIELDS must list every field of struct weft_worker_stats");
+#undef COUNT_ONE
+
+/* ANY: relaxed loads of counters their owners write (worker.h, counts). */
 static void stats_read(struct weft__worker *w, struct weft_worker_stats *o)
 {
-#define RD(f) o->f = atomic_load_explicit(&w->stats.f, memory_order_relaxed)
-	RD(switches); RD(spawns); RD(steals_tried); RD(steals); RD(parks); RD(wakes);
-	RD(inject_in); RD(inject_out); RD(io_completions); RD(timers_fired); RD(starved);
-#undef RD
+#define READ_COUNTER(f, label) o->f = atomic_load_explicit(&w->stats.f, memory_order_relaxed);
+	WEFT__WORKER_COUNTERS(READ_COUNTER)
+#undef READ_COUNTER
 	struct weft__ring_stats_sample rs;
 	weft__ring_stats_read(&w->ring, &rs);     /* relaxed loads, see ring.h */
 	o->io_sqes = rs.sqes;
@@ -34,6 +47,7 @@ static void stats_read(struct weft__worker *w, struct weft_worker_stats *o)
 	o->io_completions += rs.rescued_ops;
 }
 
+/* ANY. */
 WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
                            struct weft_worker_stats *per_worker, unsigned n)
 {
@@ -48,40 +62,26 @@ WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
 		stats_read(&rt->workers[i], &ws);
 		if (per_worker && i < n)
 			per_worker[i] = ws;
-		struct weft_worker_stats *t = &out->total;
-		t->switches += ws.switches; t->spawns += ws.spawns;
-		t->steals_tried += ws.steals_tried; t->steals += ws.steals;
-		t->parks += ws.parks; t->wakes += ws.wakes;
-		t->inject_in += ws.inject_in; t->inject_out += ws.inject_out;
-		t->io_completions += ws.io_completions; t->timers_fired += ws.timers_fired;
-		t->starved += ws.starved;
-		t->io_sqes += ws.io_sqes; t->io_cqes += ws.io_cqes;
-		t->io_enters += ws.io_enters; t->io_sq_full += ws.io_sq_full;
-		t->io_cq_overflow += ws.io_cq_overflow;
-		t->io_rescued += ws.io_rescued;
+#define ADD_COUNTER(f, label) out->total.f += ws.f;
+		STATS_FIELDS(ADD_COUNTER)
+#undef ADD_COUNTER
 	}
 	return 0;
 }
 
+/* ANY. "workers=N live=N" and then every counter as label=value, in the
+ * order of struct weft_worker_stats. */
 WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len)
 {
 	if (!s)
 		return -EINVAL;
 	const struct weft_worker_stats *t = &s->total;
-	return snprintf(buf, len,
-	                "workers=%u live=%llu switches=%llu spawns=%llu steals=%llu/%llu "
-	                "parks=%llu wakes=%llu inject=%llu/%llu io=%llu timers=%llu starved=%llu "
-	                "sqes=%llu cqes=%llu enters=%llu sqfull=%llu cqoverflow=%llu rescued=%llu",
-	                s->workers, (unsigned long long)s->live,
-	                (unsigned long long)t->switches, (unsigned long long)t->spawns,
-	                (unsigned long long)t->steals, (unsigned long long)t->steals_tried,
-	                (unsigned long long)t->parks, (unsigned long long)t->wakes,
-	                (unsigned long long)t->inject_in, (unsigned long long)t->inject_out,
-	                (unsigned long long)t->io_completions, (unsigned long long)t->timers_fired,
-	                (unsigned long long)t->starved,
-	                (unsigned long long)t->io_sqes, (unsigned long long)t->io_cqes,
-	                (unsigned long long)t->io_enters, (unsigned long long)t->io_sq_full,
-	                (unsigned long long)t->io_cq_overflow, (unsigned long long)t->io_rescued);
+#define FMT_COUNTER(f, label) " " label "=%llu"
+#define ARG_COUNTER(f, label) , (unsigned long long)t->f
+	return snprintf(buf, len, "workers=%u live=%llu" STATS_FIELDS(FMT_COUNTER),
+	                s->workers, (unsigned long long)s->live STATS_FIELDS(ARG_COUNTER));
+#undef FMT_COUNTER
+#undef ARG_COUNTER
 }
 
 /* -------------------------------------------------------------- dump --- */
@@ -109,7 +109,7 @@ void weft__rts_remove(struct weft_rt *rt)
 }
 
 /* t->stack is a plain field the owner worker writes at spawn and exit
- * (runtime.c). The dump only samples it: the descriptor it points to lives
+ * (run.c, resume_prep). The dump only samples it: the descriptor it points to lives
  * as long as the runtime's stack pool (stack.c keeps even off-size ones),
  * so a stale value at worst describes the stack's next user. TSan is told
  * not to flag this one racy read. */
@@ -203,7 +203,7 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 			if (waiting && atomic_load_explicit(&t->timer.heap, memory_order_relaxed))
 				fprintf(f, " (deadline in %.3f ms)",
 				        ((double)__atomic_load_n(&t->timer.deadline, __ATOMIC_RELAXED) -
-				         (double)weft_now()) / 1e6);
+				         (double)weft__now()) / 1e6);
 			fprintf(f, ", age %.3f s", (double)(now - t->born) / 1e9);
 			struct weft__stack *stk = stack_sample(t);
 			if (on < 0 && state == WEFT__T_PARKED && stk)

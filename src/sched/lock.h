@@ -1,7 +1,7 @@
 /*
  * weft__lock: the runtime's test-and-test-and-set spinlock for short critical
- * sections: timer heaps and join records here, and as weft__spin
- * (sync/waitq.h) every channel, mutex, semaphore and group. Written on C11
+ * sections: timer heaps and join records in src/sched, and in src/sync (as
+ * "the spin" of sync/waitq.h) every channel, mutex, semaphore and group. Written on C11
  * atomics rather than ck_spinlock because ThreadSanitizer cannot see through
  * ck_pr's inline assembly: with ck, every access the lock protects is
  * reported as a race. The code generated is the same xchg/ldaxr loop.
@@ -75,5 +75,9 @@ static inline void weft__unlock(weft__lock *l)
 	/* release: publishes the critical section to the next acquirer. */
 	atomic_store_explicit(&l->held, 0, memory_order_release);
 }
+
+/* An unlock callback for weft__wait_park and weft__sp_park: arg is the
+ * weft__lock * to release (sched/api.c). */
+void weft__unlock_cb(void *arg);
 
 #endif /* WEFT_LOCK_H */

@@ -1,6 +1,6 @@
 /*
  * A worker's spawn queue: the continuations of coroutines that spawned a
- * child and let it run first (child-first spawn, runtime.c). A Chase-Lev
+ * child and let it run first (child-first spawn, run.c). A Chase-Lev
  * work-stealing deque, with the memory orders of Lê et al. 2013 ("Correct
  * and Efficient Work-Stealing for Weak Memory Models"), fixed capacity.
  *

@@ -110,9 +110,30 @@ int  weft__wait_park(struct weft__waiter *w, void (*unlock)(void *arg), void *ar
 
 /* End the wait described by w if nobody has: true means the caller won and
  * must call weft__wait_wake(w, reason) (after handing over any data).
- * Any thread, any context (also plain threads and scheduler callbacks). */
+ * ANY: any thread, any context (also plain threads and scheduler callbacks). */
 bool weft__wait_claim(const struct weft__waiter *w);
-void weft__wait_wake(const struct weft__waiter *w, int reason);
+
+/* How a wake queues the woken coroutine when the waker runs on one of its
+ * runtime's workers (from anywhere else it goes through the injection queue,
+ * and the mode does not matter):
+ *   NEXT   the worker's LIFO slot: it runs next, as a hand-off should
+ *          (channel, lock, join); the slot's previous occupant goes to the
+ *          back of the run queue.
+ *   BATCH  the back of the run queue, in order with the rest of its batch
+ *          (timers firing: the slot would run the last one first), waking
+ *          an idle worker to help.
+ *   IO     the back of the run queue, in order, waking no helper: the
+ *          ring's own worker runs what its ring completed (run.c,
+ *          enqueue_back, says why). For I/O completion callbacks. */
+enum weft__wake_mode { WEFT__WAKE_NEXT, WEFT__WAKE_BATCH, WEFT__WAKE_IO };
+
+/* Wake the coroutine of a wait the caller has claimed, with reason (what
+ * weft__wait_park returns), queued as mode says. ANY. */
+void weft__wait_wake_as(const struct weft__waiter *w, int reason, enum weft__wake_mode mode);
+static inline void weft__wait_wake(const struct weft__waiter *w, int reason)
+{
+	weft__wait_wake_as(w, reason, WEFT__WAKE_NEXT);
+}
 static inline bool weft__wait_claim_wake(const struct weft__waiter *w, int reason)
 {
 	if (!weft__wait_claim(w))
@@ -150,19 +171,20 @@ void weft__cancel_deliver(weft_task *t);
 unsigned weft__shield_push(void);
 void     weft__shield_pop(void);
 
-/* The ring of the worker running the caller (for src/io/ops.c). NULL outside.
- * Valid until the caller's next blocking point (it may migrate after it). */
-struct weft__ring *weft__current_ring(void);
+/* The ring of the worker running the caller (for src/io/ops.c), NULL
+ * outside a worker. Valid until the caller's next blocking point (it may
+ * migrate after it). CORO. */
+struct weft__ring *weft__sched_ring(void);
 
 /* Run c->fn(c) on the worker thread that owns ring r, during its next
  * scheduling round (that worker is woken if it is parked). c must stay valid
- * until fn has run. Any thread. Used for what only a ring's owner may do, such
- * as submitting IORING_OP_ASYNC_CANCEL for an op that a migrated coroutine left
- * in flight there. */
+ * until fn has run. For what only a ring's owner may do, such as submitting
+ * IORING_OP_ASYNC_CANCEL for an op that a migrated coroutine left in flight
+ * there. ANY. */
 struct weft__remote_call {
 	struct weft__remote_call *next;     /* owned by the runtime until fn runs */
 	void (*fn)(struct weft__remote_call *c);
 };
-void weft__ring_call(struct weft__ring *r, struct weft__remote_call *c);
+void weft__sched_call(struct weft__ring *r, struct weft__remote_call *c);
 
 #endif /* WEFT_WAIT_H */

@@ -39,7 +39,7 @@
 #include "sync/waitq.h"
 
 struct weft_chan {
-	weft__spin lock;
+	weft__lock lock;
 	bool closed;
 	size_t elem_size;
 	size_t cap;
@@ -74,9 +74,9 @@ WEFT_API void weft_chan_destroy(weft_chan *ch)
 
 WEFT_API size_t weft_chan_len(weft_chan *ch)
 {
-	weft__spin_lock(&ch->lock);
+	weft__lock_acquire(&ch->lock);
 	size_t n = ch->count;
-	weft__spin_unlock(&ch->lock);
+	weft__unlock(&ch->lock);
 	return n;
 }
 
@@ -158,14 +158,14 @@ static int recv_locked(struct weft_chan *ch, void *elem)
 
 static int chan_send(struct weft_chan *ch, const void *elem, uint64_t deadline, bool block)
 {
-	weft__spin_lock(&ch->lock);
+	weft__lock_acquire(&ch->lock);
 	int r = send_locked(ch, elem);
 	if (r) {
-		weft__spin_unlock(&ch->lock);
+		weft__unlock(&ch->lock);
 		return r < 0 ? r : 0;
 	}
 	if (!block) {
-		weft__spin_unlock(&ch->lock);
+		weft__unlock(&ch->lock);
 		return -EAGAIN;
 	}
 	/* 0: a receiver took the value; -EPIPE: closed while we waited */
@@ -175,14 +175,14 @@ static int chan_send(struct weft_chan *ch, const void *elem, uint64_t deadline, 
 
 static int chan_recv(struct weft_chan *ch, void *elem, uint64_t deadline, bool block)
 {
-	weft__spin_lock(&ch->lock);
+	weft__lock_acquire(&ch->lock);
 	int r = recv_locked(ch, elem);
 	if (r) {
-		weft__spin_unlock(&ch->lock);
+		weft__unlock(&ch->lock);
 		return r < 0 ? r : 0;
 	}
 	if (!block) {
-		weft__spin_unlock(&ch->lock);
+		weft__unlock(&ch->lock);
 		return -EAGAIN;
 	}
 	weft__wait_describe("channel recv", ch);
@@ -221,15 +221,15 @@ WEFT_API int weft_chan_recv_timeout(weft_chan *ch, void *elem, uint64_t timeout_
 
 WEFT_API int weft_chan_close(weft_chan *ch)
 {
-	weft__spin_lock(&ch->lock);
+	weft__lock_acquire(&ch->lock);
 	if (ch->closed) {
-		weft__spin_unlock(&ch->lock);
+		weft__unlock(&ch->lock);
 		return -EPIPE;
 	}
 	ch->closed = true;
 	weft__q_wake_all(&ch->recvq, -EPIPE);
 	weft__q_wake_all(&ch->sendq, -EPIPE);
-	weft__spin_unlock(&ch->lock);
+	weft__unlock(&ch->lock);
 	return 0;
 }
 
@@ -258,14 +258,14 @@ struct lockset {
 static void lockset_lock(const struct lockset *ls)
 {
 	for (size_t i = 0; i < ls->n; i++)
-		weft__spin_lock(&ls->ch[i]->lock);
+		weft__lock_acquire(&ls->ch[i]->lock);
 }
 
 static void lockset_unlock(void *arg)
 {
 	const struct lockset *ls = arg;
 	for (size_t i = ls->n; i-- > 0;)
-		weft__spin_unlock(&ls->ch[i]->lock);
+		weft__unlock(&ls->ch[i]->lock);
 }
 
 #define SELECT_STACK_CASES 8

@@ -80,7 +80,7 @@ struct weft_gen {
 
 #define GEN_CACHE_MAX 32
 
-static weft__spin cache_lock;
+static weft__lock cache_lock;
 static void *cache[GEN_CACHE_MAX];
 static unsigned ncache;
 
@@ -93,9 +93,9 @@ static int stack_get(size_t size, void **map, size_t *map_size)
 {
 	size_t total = size + page_size();
 	if (size == WEFT_STACK_DEFAULT) {
-		weft__spin_lock(&cache_lock);
+		weft__lock_acquire(&cache_lock);
 		void *m = ncache ? cache[--ncache] : NULL;
-		weft__spin_unlock(&cache_lock);
+		weft__unlock(&cache_lock);
 		if (m) {
 			*map = m;
 			*map_size = total;
@@ -119,12 +119,12 @@ static int stack_get(size_t size, void **map, size_t *map_size)
 static void stack_put(void *map, size_t map_size)
 {
 	if (map_size == WEFT_STACK_DEFAULT + page_size()) {
-		weft__spin_lock(&cache_lock);
+		weft__lock_acquire(&cache_lock);
 		if (ncache < GEN_CACHE_MAX) {
 			cache[ncache++] = map;
 			map = NULL;
 		}
-		weft__spin_unlock(&cache_lock);
+		weft__unlock(&cache_lock);
 	}
 	if (map)
 		munmap(map, map_size);

@@ -32,7 +32,7 @@ struct member {
 };
 
 struct weft_group {
-	weft__spin lock;
+	weft__lock lock;
 	unsigned flags;
 	int first_err;               /* under lock                              */
 	struct member **m;
@@ -86,9 +86,9 @@ static void *member_main(void *arg)
 	m->err = err;
 	m->ran = true;
 	if (err < 0) {
-		weft__spin_lock(&m->g->lock);
+		weft__lock_acquire(&m->g->lock);
 		group_fail_locked(m->g, m, err);
-		weft__spin_unlock(&m->g->lock);
+		weft__unlock(&m->g->lock);
 	}
 	return NULL;
 }
@@ -109,13 +109,13 @@ WEFT_API int weft_group_spawn(weft_group *g, weft_group_fn fn, void *arg)
 	m->arg = arg;
 	m->err = -ECANCELED;         /* until it runs */
 
-	weft__spin_lock(&g->lock);
+	weft__lock_acquire(&g->lock);
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? 2 * g->cap : 8;
 		struct member **a = weft__fault("group.grow") ? NULL
 		                   : realloc(g->m, cap * sizeof(*a));
 		if (!a) {
-			weft__spin_unlock(&g->lock);
+			weft__unlock(&g->lock);
 			free(m);
 			return -ENOMEM;
 		}
@@ -124,23 +124,23 @@ WEFT_API int weft_group_spawn(weft_group *g, weft_group_fn fn, void *arg)
 	}
 	size_t idx = g->n++;
 	g->m[idx] = m;
-	weft__spin_unlock(&g->lock);
+	weft__unlock(&g->lock);
 
 	/* Not under the spin: with child-first spawns the member may run (and
 	 * fail, and take the spin) before weft_spawn returns here. */
 	weft_task *t;
 	int err = weft_spawn(&t, member_main, m);
-	weft__spin_lock(&g->lock);
+	weft__lock_acquire(&g->lock);
 	if (err) {
 		g->n--;                      /* we are the only spawner */
-		weft__spin_unlock(&g->lock);
+		weft__unlock(&g->lock);
 		free(m);
 		return err;
 	}
 	m->task = t;
 	if (g->first_err && (g->flags & WEFT_GROUP_CANCEL_ON_ERROR))
 		weft_cancel(t);
-	weft__spin_unlock(&g->lock);
+	weft__unlock(&g->lock);
 	return (int)idx;
 }
 
@@ -161,9 +161,9 @@ WEFT_API int weft_group_wait(weft_group *g)
 			 * (t stays joinable): stop the members still running, then
 			 * join them all shielded, so none outlives this call. */
 			interrupted = r;
-			weft__spin_lock(&g->lock);
+			weft__lock_acquire(&g->lock);
 			cancel_members_locked(g, i, NULL);
-			weft__spin_unlock(&g->lock);
+			weft__unlock(&g->lock);
 			weft__shield_push();
 			r = weft_join(t, NULL);
 		}
@@ -177,9 +177,9 @@ WEFT_API int weft_group_wait(weft_group *g)
 		weft__shield_pop();
 		return interrupted;
 	}
-	weft__spin_lock(&g->lock);
+	weft__lock_acquire(&g->lock);
 	int err = g->first_err;
-	weft__spin_unlock(&g->lock);
+	weft__unlock(&g->lock);
 	return err;
 }
 

@@ -31,7 +31,7 @@
 /* ---------------------------------------------------------------- mutex --- */
 
 struct mutex {
-	weft__spin lock;
+	weft__lock lock;
 	bool locked;
 	struct weft__queue q;
 };
@@ -45,10 +45,10 @@ WEFT_API void weft_mutex_init(weft_mutex *m)
 static int mutex_lock(weft_mutex *pub, uint64_t deadline)
 {
 	struct mutex *m = (struct mutex *)pub;
-	weft__spin_lock(&m->lock);
+	weft__lock_acquire(&m->lock);
 	if (!m->locked) {
 		m->locked = true;
-		weft__spin_unlock(&m->lock);
+		weft__unlock(&m->lock);
 		return 0;
 	}
 	/* 0: the previous owner handed the mutex to us */
@@ -69,22 +69,22 @@ WEFT_API int weft_mutex_lock_timeout(weft_mutex *m, uint64_t timeout_ns)
 WEFT_API int weft_mutex_trylock(weft_mutex *pub)
 {
 	struct mutex *m = (struct mutex *)pub;
-	weft__spin_lock(&m->lock);
+	weft__lock_acquire(&m->lock);
 	int r = -EBUSY;
 	if (!m->locked) {
 		m->locked = true;
 		r = 0;
 	}
-	weft__spin_unlock(&m->lock);
+	weft__unlock(&m->lock);
 	return r;
 }
 
 WEFT_API int weft_mutex_unlock(weft_mutex *pub)
 {
 	struct mutex *m = (struct mutex *)pub;
-	weft__spin_lock(&m->lock);
+	weft__lock_acquire(&m->lock);
 	if (!m->locked) {
-		weft__spin_unlock(&m->lock);
+		weft__unlock(&m->lock);
 		return -EPERM;
 	}
 	struct weft__node *n = weft__q_pop_claimed(&m->q);
@@ -92,14 +92,14 @@ WEFT_API int weft_mutex_unlock(weft_mutex *pub)
 		weft__sp_wake(n->p, 0);      /* hand-off: m stays locked, for n */
 	else
 		m->locked = false;
-	weft__spin_unlock(&m->lock);
+	weft__unlock(&m->lock);
 	return 0;
 }
 
 /* --------------------------------------------------------------- rwlock --- */
 
 struct rwlock {
-	weft__spin lock;
+	weft__lock lock;
 	bool writer;
 	uint64_t readers;
 	struct weft__queue q;        /* node idx: 1 = writer, 0 = reader */
@@ -138,32 +138,32 @@ static void rw_grant(struct rwlock *l)
 static int rw_lock(weft_rwlock *pub, bool write, uint64_t deadline)
 {
 	struct rwlock *l = (struct rwlock *)pub;
-	weft__spin_lock(&l->lock);
+	weft__lock_acquire(&l->lock);
 	if (!l->writer && weft__q_empty(&l->q) && (!write || !l->readers)) {
 		if (write)
 			l->writer = true;
 		else
 			l->readers++;
-		weft__spin_unlock(&l->lock);
+		weft__unlock(&l->lock);
 		return 0;
 	}
 	struct weft__parker p;
 	weft__wait_describe(write ? "rwlock write" : "rwlock read", pub);
 	int err = weft__sp_begin(&p, deadline);
 	if (err) {
-		weft__spin_unlock(&l->lock);
+		weft__unlock(&l->lock);
 		return err;
 	}
 	struct weft__node n = { .p = &p, .idx = write };
 	weft__q_push(&l->q, &n);
-	int r = weft__sp_park(&p, weft__spin_unlock_cb, &l->lock);
+	int r = weft__sp_park(&p, weft__unlock_cb, &l->lock);
 	if (r) {
 		/* Leaving may unblock those queued behind us (readers behind a
 		 * writer that gave up). */
-		weft__spin_lock(&l->lock);
+		weft__lock_acquire(&l->lock);
 		weft__q_remove(&l->q, &n);
 		rw_grant(l);
-		weft__spin_unlock(&l->lock);
+		weft__unlock(&l->lock);
 	}
 	return r;
 }
@@ -184,7 +184,7 @@ WEFT_API int weft_rwlock_wrlock_timeout(weft_rwlock *l, uint64_t timeout_ns)
 WEFT_API int weft_rwlock_unlock(weft_rwlock *pub)
 {
 	struct rwlock *l = (struct rwlock *)pub;
-	weft__spin_lock(&l->lock);
+	weft__lock_acquire(&l->lock);
 	int r = 0;
 	if (l->writer)
 		l->writer = false;
@@ -194,14 +194,14 @@ WEFT_API int weft_rwlock_unlock(weft_rwlock *pub)
 		r = -EPERM;
 	if (!r)
 		rw_grant(l);
-	weft__spin_unlock(&l->lock);
+	weft__unlock(&l->lock);
 	return r;
 }
 
 /* ----------------------------------------------------- condition variable --- */
 
 struct cond {
-	weft__spin lock;
+	weft__lock lock;
 	struct weft__queue q;
 };
 WEFT__FITS(weft_cond, struct cond);
@@ -215,24 +215,24 @@ static int cond_wait(weft_cond *pub, weft_mutex *m, uint64_t deadline)
 {
 	struct cond *c = (struct cond *)pub;
 	struct weft__parker p;
-	weft__spin_lock(&c->lock);
+	weft__lock_acquire(&c->lock);
 	weft__wait_describe("condition variable", pub);
 	int r = weft__sp_begin(&p, deadline);
 	if (r) {
-		weft__spin_unlock(&c->lock);
+		weft__unlock(&c->lock);
 		return r;                    /* m still held */
 	}
 	struct weft__node n = { .p = &p };
 	weft__q_push(&c->q, &n);
-	weft__spin_unlock(&c->lock);
+	weft__unlock(&c->lock);
 	/* The wait is open and queued: a signal from now on ends it, even one
 	 * that arrives before we park. */
 	weft_mutex_unlock(m);
 	r = weft__sp_park(&p, NULL, NULL);
 	if (r) {
-		weft__spin_lock(&c->lock);
+		weft__lock_acquire(&c->lock);
 		weft__q_remove(&c->q, &n);
-		weft__spin_unlock(&c->lock);
+		weft__unlock(&c->lock);
 	}
 	/* Shielded: the re-take is uninterruptible (sched/wait.h), neither a
 	 * cancel nor the region deadline may leave the caller without m. */
@@ -257,17 +257,17 @@ WEFT_API int weft_cond_wait_timeout(weft_cond *c, weft_mutex *m, uint64_t timeou
 WEFT_API void weft_cond_signal(weft_cond *pub)
 {
 	struct cond *c = (struct cond *)pub;
-	weft__spin_lock(&c->lock);
+	weft__lock_acquire(&c->lock);
 	struct weft__node *n = weft__q_pop_claimed(&c->q);
 	if (n)
 		weft__sp_wake(n->p, 0);
-	weft__spin_unlock(&c->lock);
+	weft__unlock(&c->lock);
 }
 
 WEFT_API void weft_cond_broadcast(weft_cond *pub)
 {
 	struct cond *c = (struct cond *)pub;
-	weft__spin_lock(&c->lock);
+	weft__lock_acquire(&c->lock);
 	weft__q_wake_all(&c->q, 0);
-	weft__spin_unlock(&c->lock);
+	weft__unlock(&c->lock);
 }

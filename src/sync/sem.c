@@ -23,7 +23,7 @@
 /* ------------------------------------------------------------ semaphore --- */
 
 struct sem {
-	weft__spin lock;
+	weft__lock lock;
 	uint64_t value;
 	struct weft__queue q;
 };
@@ -38,14 +38,14 @@ WEFT_API void weft_sem_init(weft_sem *pub, uint64_t value)
 static int sem_wait(weft_sem *pub, uint64_t deadline, bool block)
 {
 	struct sem *s = (struct sem *)pub;
-	weft__spin_lock(&s->lock);
+	weft__lock_acquire(&s->lock);
 	if (s->value && weft__q_empty(&s->q)) {
 		s->value--;
-		weft__spin_unlock(&s->lock);
+		weft__unlock(&s->lock);
 		return 0;
 	}
 	if (!block) {
-		weft__spin_unlock(&s->lock);
+		weft__unlock(&s->lock);
 		return -EAGAIN;
 	}
 	weft__wait_describe("semaphore", pub);
@@ -64,7 +64,7 @@ WEFT_API int weft_sem_post(weft_sem *pub)
 {
 	struct sem *s = (struct sem *)pub;
 	int r = 0;
-	weft__spin_lock(&s->lock);
+	weft__lock_acquire(&s->lock);
 	struct weft__node *n = weft__q_pop_claimed(&s->q);
 	if (n)
 		weft__sp_wake(n->p, 0);
@@ -72,23 +72,23 @@ WEFT_API int weft_sem_post(weft_sem *pub)
 		r = -EOVERFLOW;
 	else
 		s->value++;
-	weft__spin_unlock(&s->lock);
+	weft__unlock(&s->lock);
 	return r;
 }
 
 WEFT_API uint64_t weft_sem_value(weft_sem *pub)
 {
 	struct sem *s = (struct sem *)pub;
-	weft__spin_lock(&s->lock);
+	weft__lock_acquire(&s->lock);
 	uint64_t v = s->value;
-	weft__spin_unlock(&s->lock);
+	weft__unlock(&s->lock);
 	return v;
 }
 
 /* ----------------------------------------------------------- wait group --- */
 
 struct wg {
-	weft__spin lock;
+	weft__lock lock;
 	int64_t count;
 	struct weft__queue q;
 };
@@ -103,7 +103,7 @@ WEFT_API int weft_wg_add(weft_wg *pub, int64_t delta)
 {
 	struct wg *g = (struct wg *)pub;
 	int r = 0;
-	weft__spin_lock(&g->lock);
+	weft__lock_acquire(&g->lock);
 	/* delta < -count, written without negating delta (INT64_MIN has no
 	 * negation; count is never negative) */
 	if ((delta < 0 && delta < -g->count) ||
@@ -114,7 +114,7 @@ WEFT_API int weft_wg_add(weft_wg *pub, int64_t delta)
 		if (g->count == 0)
 			weft__q_wake_all(&g->q, 0);
 	}
-	weft__spin_unlock(&g->lock);
+	weft__unlock(&g->lock);
 	return r;
 }
 
@@ -126,9 +126,9 @@ WEFT_API int weft_wg_done(weft_wg *wg)
 static int wg_wait(weft_wg *pub, uint64_t deadline)
 {
 	struct wg *g = (struct wg *)pub;
-	weft__spin_lock(&g->lock);
+	weft__lock_acquire(&g->lock);
 	if (g->count == 0) {
-		weft__spin_unlock(&g->lock);
+		weft__unlock(&g->lock);
 		return 0;
 	}
 	weft__wait_describe("wait group", pub);
@@ -146,7 +146,7 @@ WEFT_API int weft_wg_wait_timeout(weft_wg *wg, uint64_t timeout_ns)
 
 struct once {
 	_Atomic uint32_t state;      /* 0 new, 1 running, 2 done */
-	weft__spin lock;
+	weft__lock lock;
 	struct weft__queue q;
 };
 WEFT__FITS(weft_once_flag, struct once);
@@ -158,11 +158,11 @@ static int once_do(weft_once_flag *pub, void (*fn)(void *), void *arg, uint64_t 
 	 * visible to every caller that sees it done. */
 	if (atomic_load_explicit(&o->state, memory_order_acquire) == 2)
 		return 0;
-	weft__spin_lock(&o->lock);
+	weft__lock_acquire(&o->lock);
 	/* relaxed: under the spin, which orders it with the other writers. */
 	uint32_t s = atomic_load_explicit(&o->state, memory_order_relaxed);
 	if (s == 2) {
-		weft__spin_unlock(&o->lock);
+		weft__unlock(&o->lock);
 		return 0;
 	}
 	if (s == 1) {
@@ -170,13 +170,13 @@ static int once_do(weft_once_flag *pub, void (*fn)(void *), void *arg, uint64_t 
 		return weft__q_wait(&o->lock, &o->q, deadline, NULL, 0);
 	}
 	atomic_store_explicit(&o->state, 1, memory_order_relaxed);
-	weft__spin_unlock(&o->lock);
+	weft__unlock(&o->lock);
 	fn(arg);
-	weft__spin_lock(&o->lock);
+	weft__lock_acquire(&o->lock);
 	/* release: pairs with the fast-path acquire load above. */
 	atomic_store_explicit(&o->state, 2, memory_order_release);
 	weft__q_wake_all(&o->q, 0);
-	weft__spin_unlock(&o->lock);
+	weft__unlock(&o->lock);
 	return 0;
 }
 
@@ -193,7 +193,7 @@ WEFT_API int weft_once_timeout(weft_once_flag *o, void (*fn)(void *), void *arg,
 /* -------------------------------------------------------------- barrier --- */
 
 struct barrier {
-	weft__spin lock;
+	weft__lock lock;
 	unsigned count;              /* parties per round */
 	unsigned arrived;            /* this round's, not counting those left */
 	struct weft__queue q;
@@ -212,31 +212,31 @@ WEFT_API int weft_barrier_init(weft_barrier *pub, unsigned count)
 static int barrier_wait(weft_barrier *pub, uint64_t deadline)
 {
 	struct barrier *b = (struct barrier *)pub;
-	weft__spin_lock(&b->lock);
+	weft__lock_acquire(&b->lock);
 	if (b->arrived + 1 == b->count) {
 		b->arrived = 0;
 		weft__q_wake_all(&b->q, 0);
-		weft__spin_unlock(&b->lock);
+		weft__unlock(&b->lock);
 		return WEFT_BARRIER_SERIAL;
 	}
 	struct weft__parker p;
 	weft__wait_describe("barrier", pub);
 	int err = weft__sp_begin(&p, deadline);
 	if (err) {
-		weft__spin_unlock(&b->lock);
+		weft__unlock(&b->lock);
 		return err;
 	}
 	b->arrived++;
 	struct weft__node n = { .p = &p };
 	weft__q_push(&b->q, &n);
-	int r = weft__sp_park(&p, weft__spin_unlock_cb, &b->lock);
+	int r = weft__sp_park(&p, weft__unlock_cb, &b->lock);
 	if (r) {
-		weft__spin_lock(&b->lock);
+		weft__lock_acquire(&b->lock);
 		if (n.queued) {              /* the round has not completed */
 			weft__q_remove(&b->q, &n);
 			b->arrived--;
 		}
-		weft__spin_unlock(&b->lock);
+		weft__unlock(&b->lock);
 	}
 	return r;
 }

@@ -4,17 +4,8 @@
  * plain threads sleep on a futex word in their parker.
  */
 #include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 #include "sync/waitq.h"
-
-void weft__spin_unlock_cb(void *arg)
-{
-	weft__spin_unlock(arg);
-}
+#include "util.h"
 
 int weft__sp_begin_thread(struct weft__parker *p, uint64_t deadline)
 {
@@ -24,21 +15,6 @@ int weft__sp_begin_thread(struct weft__parker *p, uint64_t deadline)
 	if (deadline && weft_now() >= deadline)
 		return -ETIMEDOUT;
 	return 0;
-}
-
-static void futex_wait_abs(_Atomic uint32_t *word, uint32_t val, uint64_t deadline)
-{
-	struct timespec ts, *tsp = NULL;
-	if (deadline && deadline != UINT64_MAX) {
-		ts.tv_sec = (time_t)(deadline / 1000000000u);
-		ts.tv_nsec = (long)(deadline % 1000000000u);
-		tsp = &ts;
-	}
-	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, the clock
-	 * of weft_now(). EINTR, EAGAIN and ETIMEDOUT all just send the caller
-	 * back to its loop, which re-reads the word and the clock. */
-	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET_PRIVATE, val, tsp,
-	        NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
 int weft__sp_park_thread(struct weft__parker *p, void (*unlock)(void *), void *arg)
@@ -61,8 +37,9 @@ int weft__sp_park_thread(struct weft__parker *p, void (*unlock)(void *), void *a
 			continue;
 		}
 		/* claimed (1): the winner is about to store 2; wait without a
-		 * deadline, the wake is coming. */
-		futex_wait_abs(&p->tstate, s, s == 0 ? p->deadline : 0);
+		 * deadline, the wake is coming. EINTR, EAGAIN and ETIMEDOUT all
+		 * send us round the loop, which re-reads the word and the clock. */
+		weft__futex_wait(&p->tstate, s, s == 0 ? p->deadline : 0);
 	}
 }
 
@@ -80,7 +57,7 @@ void weft__sp_wake_thread(struct weft__parker *p, int reason)
 	/* release: pairs with the acquire load in weft__sp_park_thread; publishes the
 	 * reason, p->selected and the data handed over before this call. */
 	atomic_store_explicit(&p->tstate, 2, memory_order_release);
-	syscall(SYS_futex, (uint32_t *)&p->tstate, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	weft__futex_wake(&p->tstate, 1);
 }
 
 unsigned weft__q_wake_all(struct weft__queue *q, int reason)
@@ -95,24 +72,24 @@ unsigned weft__q_wake_all(struct weft__queue *q, int reason)
 	return n;
 }
 
-int weft__q_wait(weft__spin *l, struct weft__queue *q, uint64_t deadline,
+int weft__q_wait(weft__lock *l, struct weft__queue *q, uint64_t deadline,
                  void *elem, int idx)
 {
 	struct weft__parker p;
 	int err = weft__sp_begin(&p, deadline);
 	if (err) {
-		weft__spin_unlock(l);
+		weft__unlock(l);
 		return err;
 	}
 	struct weft__node n = { .p = &p, .elem = elem, .idx = idx };
 	weft__q_push(q, &n);
-	int r = weft__sp_park(&p, weft__spin_unlock_cb, l);
+	int r = weft__sp_park(&p, weft__unlock_cb, l);
 	if (r != 0) {
 		/* A deadline or a cancel ended the wait, or the waker dequeued
 		 * us with a non-zero reason: drop the node if still queued. */
-		weft__spin_lock(l);
+		weft__lock_acquire(l);
 		weft__q_remove(q, &n);
-		weft__spin_unlock(l);
+		weft__unlock(l);
 	}
 	return r;
 }

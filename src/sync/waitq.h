@@ -2,8 +2,8 @@
  * src/sync/waitq.h: what every primitive of src/sync is built from.
  *
  * Terms
- *   spin     the runtime's spinlock (weft__lock, sched/lock.h: why C11
- *            atomics, and its backoff) protecting one primitive's state and
+ *   spin     the runtime's spinlock, weft__lock (sched/lock.h: why C11
+ *            atomics, and its backoff), protecting one primitive's state and
  *            its queues. Not pthread_mutex_t: it is 1 byte, needs no
  *            destroy, is all-zero when unlocked (so the public types can be
  *            zero-initialised), and critical sections here are a few dozen
@@ -50,19 +50,6 @@
 #include "weft.h"
 #include "sched/lock.h"
 #include "sched/wait.h"
-
-/* ------------------------------------------------------------------ spin -- */
-
-/* The sync layer's spinlock is the scheduler's weft__lock (sched/lock.h,
- * which explains its backoff), under the name this layer has always used. */
-typedef weft__lock weft__spin;
-
-static inline bool weft__spin_try(weft__spin *l) { return weft__lock_try(l); }
-static inline void weft__spin_lock(weft__spin *l) { weft__lock_acquire(l); }
-static inline void weft__spin_unlock(weft__spin *l) { weft__unlock(l); }
-
-/* An unlock callback for weft__sp_park: arg is a weft__spin *. */
-void weft__spin_unlock_cb(void *arg);
 
 /* ---------------------------------------------------------------- parker -- */
 
@@ -197,7 +184,7 @@ unsigned weft__q_wake_all(struct weft__queue *q, int reason);
  * caller and park; *l is released whatever happens. On a return other than
  * 0 the node is removed again (under *l). idx/elem go into the node.
  * Returns the winner's reason, -ETIMEDOUT, -ECANCELED. */
-int weft__q_wait(weft__spin *l, struct weft__queue *q, uint64_t deadline,
+int weft__q_wait(weft__lock *l, struct weft__queue *q, uint64_t deadline,
                  void *elem, int idx);
 
 /* Storage check for public types holding an internal struct. */

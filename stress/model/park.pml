@@ -1,8 +1,8 @@
 /*
- * Model of the worker park/unpark protocol, src/sched/runtime.c (notify_work,
- * idle_push, idle_leave, steal_work's searching count, found_work,
- * worker_park) with the ring wake of src/io/ring.c (weft__ring_wake,
- * ring_reap, weft__ring_wait).
+ * Model of the worker park/unpark protocol, src/sched/idle.c and run.c
+ * (weft__notify_work, idle_push, idle_leave, steal_work's searching count,
+ * found_work, weft__worker_park) with the ring wake of src/io/ring.c
+ * (weft__ring_wake, ring_reap, weft__ring_wait).
  *
  * Property, no lost wake-up: the system never comes to rest (every worker
  * asleep in its ring, every producer done) while a task is still queued. The
@@ -17,7 +17,7 @@
  * the first task a worker runs queues one more the same way (inject_push
  * then notify_work, as ready() does when the waker is not one of rt's
  * workers), so notify_work also races with the workers' own parking. Workers take tasks from the injection queue only: the local
- * queues' pushes use notify_local, which is lossy by design (runtime.c says
+ * queues' pushes use notify_local, which is lossy by design (idle.h says
  * so; the monitor thread covers it) and so is not part of this property.
  *
  * Correspondence, model statement -> C:
@@ -57,7 +57,7 @@
  *                                    fetch_sub(nidle); else woken =
  *                                    woken_searching
  *     woken -> searching             if (idle_leave()) w->searching = true
- *   `parked` and the remote-call list (weft__ring_call) are not modelled;
+ *   `parked` and the remote-call list (weft__sched_call) are not modelled;
  *   stop/shutdown neither.
  *
  * Memory orders: Promela is sequentially consistent. Every access in this

@@ -1,5 +1,5 @@
 /*
- * Model of the coroutine park/wake state machine, src/sched/runtime.c (the
+ * Model of the coroutine park/wake state machine, src/sched/run.c (the
  * opening essay's "Park/wake state machine"): the claim word t->wait,
  * weft__wait_begin, weft__wait_park + after_switch_slow's PARK case,
  * weft__wait_claim, wake_task, weft_cancel and absorb_wake.
@@ -47,11 +47,11 @@
  * load against wait store / cancel load) is seq_cst on both sides, or (where
  * membarrier works) a compiler-ordered pair on the waiter's side against a
  * store, membarrier(PRIVATE_EXPEDITED), load on the canceller's, which
- * forbids the same outcome (runtime.c, membarrier_mode), so SC is faithful
+ * forbids the same outcome (wait.c, weft__membarrier_mode), so SC is faithful
  * there; the state CASes are single RMWs on one location (any
  * order gives them a total order), so the interleavings here are theirs.
  * What SC hides: whether the release/acquire pairs carry the saved context
- * and wake_reason; that is argued in runtime.c and left to TSan.
+ * and wake_reason; that is argued in run.c and left to TSan.
  *
  * Mutations (spin -D, the check script asserts each FAILS):
  *   MUT_DROP_NOTIFIED  wake_task finding RUNNING walks away without leaving

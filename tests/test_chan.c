@@ -425,6 +425,66 @@ Test(chan, select_fair_over_three_ready)
 		cr_assert(hits[i] >= 9000 && hits[i] <= 11000, "case %d chosen %u of 30000", i, hits[i]);
 }
 
+/* Uniform over the ready cases only, whichever they are: with a random start
+ * scanned in order, the ready case after a run of unready ones also won
+ * their starts (cases 0 and 1 of three ready: case 0 two times in three).
+ * Each non-empty subset of four cases is made ready in turn (the others stay
+ * empty), 24,000 rounds each: every ready case must win 24,000/k +- 10%. */
+#define SUBSET_ROUNDS 24000
+struct fair_subset { double spread; unsigned mask, hits[4]; };
+
+static void *fair_subset_main(void *arg)
+{
+	struct fair_subset *worst = arg;     /* the subset furthest from uniform */
+	weft_chan *ch[4];
+	for (int i = 0; i < 4; i++)
+		CHECK(weft_chan_create(&ch[i], sizeof(int), 1) == 0);
+	for (unsigned mask = 1; mask < 16; mask++) {
+		unsigned hits[4] = { 0 }, k = 0;
+		for (int i = 0; i < 4; i++)
+			if (mask & (1u << i)) {
+				CHECK(weft_chan_send(ch[i], &i) == 0);
+				k++;
+			}
+		for (int round = 0; round < SUBSET_ROUNDS; round++) {
+			int v = -1;
+			struct weft_select_case c[4];
+			for (int i = 0; i < 4; i++)
+				c[i] = (struct weft_select_case){ ch[i], WEFT_SELECT_RECV, &v, 1 };
+			int r = weft_select(c, 4, WEFT_SELECT_NOWAIT);
+			CHECK(r >= 0 && r < 4 && (mask & (1u << r)));
+			if (r < 0 || r >= 4)
+				break;
+			hits[r]++;
+			CHECK(weft_chan_try_send(ch[r], &r) == 0);   /* ready again */
+		}
+		for (int i = 0; i < 4; i++) {
+			if (!(mask & (1u << i)))
+				continue;
+			int v;
+			CHECK(weft_chan_try_recv(ch[i], &v) == 0);   /* empty again */
+			double want = (double)SUBSET_ROUNDS / k;
+			double off = (hits[i] > want ? hits[i] - want : want - hits[i]) / want;
+			if (off > worst->spread) {
+				worst->spread = off;
+				worst->mask = mask;
+				memcpy(worst->hits, hits, sizeof hits);
+			}
+		}
+	}
+	for (int i = 0; i < 4; i++)
+		weft_chan_destroy(ch[i]);
+	return NULL;
+}
+
+Test(chan, select_fair_over_any_ready_subset)
+{
+	struct fair_subset w = { 0 };
+	run(1, fair_subset_main, &w);
+	cr_assert(w.spread <= 0.10, "ready mask %#x of 4 cases: hits %u %u %u %u in %d rounds",
+	          w.mask, w.hits[0], w.hits[1], w.hits[2], w.hits[3], SUBSET_ROUNDS);
+}
+
 struct selwake { weft_chan *a, *b, *c; };
 
 static void *delayed_sender(void *arg)

@@ -95,8 +95,12 @@ WEFT_API int weft_poll_timeout(int fd, unsigned events, uint64_t timeout_ns);
 /**
  * Copy up to n bytes from in_fd (at *off and advancing it; the file position
  * when off is NULL) to out_fd (a socket or any fd), in the kernel, through a
- * pipe with splice. Returns the bytes copied (short only at end of file) or
- * -errno when nothing was copied.
+ * pipe with splice (a pipe of its own per call). Returns the bytes copied, or
+ * -errno when nothing was copied; it is short at end of file, and when an
+ * error (a cancel, the peer gone, a full disk) stops it after some bytes,
+ * whose error is then not returned. *off, or the file position, ends just
+ * past the bytes copied; from an input that cannot seek (a pipe, a socket)
+ * the bytes read but not written are lost.
  */
 WEFT_API ssize_t weft_sendfile(int out_fd, int in_fd, int64_t *off, size_t n);
 

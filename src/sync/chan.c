@@ -239,7 +239,7 @@ WEFT_API int weft_chan_close(weft_chan *ch)
 /* --------------------------------------------------------------- select -- */
 
 /* xorshift64* per thread. Not inlined, so the TLS address is computed anew
- * on every call (a coroutine may migrate between calls; DESIGN.md). */
+ * on every call (a coroutine may migrate between calls; ctx/tls.h). */
 __attribute__((noinline)) static uint64_t select_rand(void)
 {
 	static _Thread_local uint64_t s;

@@ -149,10 +149,11 @@ struct weft_spawn_opts {
  * must be passed to weft_join() exactly once. Must be called from a coroutine
  * (-EPERM otherwise; use weft_rt_spawn from plain threads). By default the
  * child runs at once and the caller resumes when a worker picks it up again,
- * possibly on another worker. Allocates nothing once the pools are warm, and
- * makes no system call then except to wake an idle worker (one io_uring
- * submit or eventfd write) when there is work it could take. Returns 0,
- * -ENOMEM or -EAGAIN.
+ * possibly on another worker. Allocates nothing once the pools are warm
+ * (a stack of a non-default size is a mapping of its own), and makes no
+ * system call then except to wake an idle worker (one io_uring submit or
+ * eventfd write) when there is work it could take. Returns 0, -ENOMEM or
+ * -EAGAIN.
  * Errors: -EINVAL (fn NULL; opts->flags not 0; opts->stack_size non-zero and
  * below WEFT_STACK_MIN or above 4 GiB; other sizes are rounded up to
  * pages), -EPERM (outside a coroutine), -ENOMEM/-EAGAIN (no memory or address

@@ -2,7 +2,8 @@
  *
  * Synchronisation primitives that park coroutines, not threads: mutex,
  * rwlock, condition variable, semaphore, wait group, once, barrier; then
- * generators and task groups.
+ * generators (which run on the caller's thread and never park) and task
+ * groups.
  *
  * Common rules for the primitives (mutex .. barrier):
  *   - plain structs of opaque storage: zero-initialise them (static storage,

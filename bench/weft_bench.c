@@ -1,5 +1,6 @@
 /*
- * weft-bench: weft's side of the scheduler benchmarks of ../shared/BENCH.md.
+ * weft-bench: weft's side of the scheduler benchmarks (defined below; the
+ * peers in bench/peers/ run the same).
  *
  *   weft-bench BENCH [--workers N]     run one benchmark once, print its line
  *   weft-bench scale BENCH [--max N]   run BENCH with 1..N workers (N: nproc),
@@ -489,7 +490,7 @@ static int run_one(const struct bench_def *b, unsigned workers, double *value)
 
 #define SCALE_CHILD_TIMEOUT_S 120u
 
-/* Run b with `workers` in a child process (each run cold, as BENCH.md asks);
+/* Run b with `workers` in a child process (each run cold, see weft_bench.h);
  * the child prints its own line and hands the value back through a pipe. */
 static int run_child(const struct bench_def *b, unsigned workers, double *value)
 {

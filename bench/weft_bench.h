@@ -1,7 +1,7 @@
 /*
  * weft-bench: shared declarations of the scheduler benchmarks.
  *
- * Every benchmark follows ../shared/BENCH.md exactly (same counts as the peer
+ * Every benchmark follows its definition in weft_bench.c exactly (same counts as the peer
  * programs in bench/peers/), runs once per process, cold, and prints one line
  *   name=<bench> impl=weft workers=<n> value=<number> unit=<unit>
  * A wrong result (skynet sum, fib value, ring winner ...) is a failure: the

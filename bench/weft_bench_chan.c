@@ -1,5 +1,5 @@
 /*
- * weft-bench: the channel benchmarks of ../shared/BENCH.md (pingpong, ring).
+ * weft-bench: the channel benchmarks (pingpong, ring; defined in weft_bench.c).
  * Built only when include/weft/chan.h declares the channel API (bench/meson.build
  * probes it), so the rest of weft-bench builds before channels exist.
  *

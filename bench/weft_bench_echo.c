@@ -1,6 +1,6 @@
 /*
  * weft-bench echo: every echo server against the same load generator, in one
- * invocation (../shared/BENCH.md, echo).
+ * invocation.
  *
  *   weft-bench echo [--seconds 5] [--warmup 1] [--quick] [--runs 1]
  *                   [--conns 50,500] [--workers N] [--hog MS]

@@ -1,6 +1,6 @@
 /*
- * weft-bench: gen, ns per generator value (issue #5; not in BENCH.md's list
- * yet, defined here the way the peers in bench/peers/ define it too).
+ * weft-bench: gen, ns per generator value (issue #5; defined here the way the
+ * peers in bench/peers/ define it too).
  *
  *   gen   1 worker: a generator whose body yields 0, 1, ..., N-1 (N =
  *         10,000,000) is driven by a coroutine that resumes it until it

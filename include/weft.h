@@ -5,10 +5,12 @@
  *   - functions that can fail return 0 (or a count) on success and a negative
  *     errno on failure; errno itself is never used to report errors;
  *   - every blocking call parks the calling coroutine, never its worker thread;
- *     it returns -ECANCELED when the coroutine is cancelled and -ETIMEDOUT past
- *     its deadline;
+ *     when it has to wait it returns -ECANCELED if the coroutine is cancelled
+ *     and -ETIMEDOUT past its deadline (a call that can complete at once, such
+ *     as a lock of a free mutex, completes even then);
  *   - a blocking call made outside a coroutine returns -EPERM (channels and
- *     sync primitives document where plain threads are allowed instead).
+ *     sync primitives document where plain threads are allowed instead, and
+ *     weft_blocking runs its function inline there).
  *
  * Migration and thread-locals: a coroutine may resume on another worker thread
  * after any blocking call (and after weft_yield or weft_spawn). Never keep the
@@ -115,9 +117,12 @@ WEFT_API int weft_rt_spawn(weft_rt *rt, weft_task **t, weft_fn fn, void *arg);
 /**
  * Cancel every coroutine still alive, wait for them to finish, stop and join
  * the workers and free everything. Blocks the calling thread, so it is not
- * callable from any coroutine, of rt or of another runtime (-EPERM): from a
- * coroutine, call it through weft_blocking. Joinable handles not yet joined
- * become invalid.
+ * callable from any coroutine, of rt or of another runtime (-EPERM): a
+ * coroutine of another runtime can call it through weft_blocking; one of rt
+ * cannot at all, as rt's destroy would wait for that very coroutine, which
+ * waits for the helper thread (a deadlock). A coroutine that does not return
+ * keeps it waiting; after 5 s it prints how many are left. Joinable handles
+ * not yet joined become invalid.
  * Errors: -EINVAL (rt NULL), -EPERM (from a coroutine). Destroying rt twice,
  * or any call on rt after it, is undefined (not detectable: rt is freed).
  */
@@ -144,8 +149,11 @@ struct weft_spawn_opts {
  * must be passed to weft_join() exactly once. Must be called from a coroutine
  * (-EPERM otherwise; use weft_rt_spawn from plain threads). By default the
  * child runs at once and the caller resumes when a worker picks it up again,
- * possibly on another worker. Makes no syscall and no malloc once the pools
- * are warm. Returns 0, -ENOMEM or -EAGAIN.
+ * possibly on another worker. Allocates nothing once the pools are warm
+ * (a stack of a non-default size is a mapping of its own), and makes no
+ * system call then except to wake an idle worker (one io_uring submit or
+ * eventfd write) when there is work it could take. Returns 0, -ENOMEM or
+ * -EAGAIN.
  * Errors: -EINVAL (fn NULL; opts->flags not 0; opts->stack_size non-zero and
  * below WEFT_STACK_MIN or above 4 GiB; other sizes are rounded up to
  * pages), -EPERM (outside a coroutine), -ENOMEM/-EAGAIN (no memory or address
@@ -157,8 +165,10 @@ WEFT_API int weft_spawn_opts(weft_task **t, weft_fn fn, void *arg,
 
 /**
  * Wait for t to finish and release it; its result goes to *ret (may be NULL).
- * Blocks (parks). Returns 0, -EDEADLK (t is the caller), -EINVAL (t NULL),
- * -ECANCELED (the caller was cancelled; t stays joinable), -EPERM outside a
+ * Blocks (parks) while t runs; a t that has finished is joined at once, with
+ * 0. Returns 0, -EDEADLK (t is the caller), -EINVAL (t NULL), -ECANCELED (the
+ * caller was cancelled; t stays joinable), -ETIMEDOUT (the caller's region
+ * deadline, weft_deadline_set, passed; t stays joinable), -EPERM outside a
  * coroutine.
  * Errors: also -EINVAL when another coroutine is already joining t. A
  * detached coroutine has no handle to join (weft_join(NULL): -EINVAL). Joining
@@ -168,11 +178,13 @@ WEFT_API int weft_spawn_opts(weft_task **t, weft_fn fn, void *arg,
 WEFT_API int weft_join(weft_task *t, void **ret);
 
 /**
- * Ask t to stop: its current or next blocking call returns -ECANCELED (and so
- * does every blocking call after it). Cancelling a finished coroutine is a
- * no-op. Callable from any thread while t is not yet joined. Returns 0, or
- * -EINVAL when t is NULL. Costs a membarrier(2) system call (docs/guarantees.md,
- * Cancellation): cheap waits, dearer cancels.
+ * Ask t to stop: the wait it is in (unless that one cannot be interrupted:
+ * weft_close, a weft_blocking call whose fn runs), or else the next blocking
+ * call of t that has to wait, returns -ECANCELED, and so does every one after
+ * it (calls that complete without waiting still do). Cancelling a finished
+ * coroutine is a no-op. Callable from any thread while t is not yet joined.
+ * Returns 0, or -EINVAL when t is NULL. Costs a membarrier(2) system call
+ * (docs/guarantees.md, Cancellation): cheap waits, dearer cancels.
  */
 WEFT_API int weft_cancel(weft_task *t);
 
@@ -183,13 +195,17 @@ WEFT_API bool weft_cancelled(void);
  *  worker's queue. A no-op outside a coroutine. */
 WEFT_API void weft_yield(void);
 
-/** Park the caller for at least ns nanoseconds. Returns 0, -ECANCELED or -EPERM. */
+/** Park the caller for at least ns nanoseconds (0: weft_yield). Returns 0,
+ *  -ECANCELED, -ETIMEDOUT (the region deadline, weft_deadline_set, came
+ *  before the end of the sleep and cut it short; a sleep that reaches its own
+ *  end returns 0) or -EPERM. */
 WEFT_API int weft_sleep(uint64_t ns);
 
 /** The calling coroutine, or NULL outside one. */
 WEFT_API weft_task *weft_self(void);
 
-/** The id (unique within the process, never 0) and the name of a coroutine. */
+/** The id (never 0; unique within the coroutine's runtime: each runtime
+ *  counts from 1) and the name of a coroutine. */
 WEFT_API uint64_t    weft_task_id(const weft_task *t);
 WEFT_API const char *weft_task_name(const weft_task *t);
 /** Rename the calling coroutine (copied, truncated to 31 bytes). */
@@ -203,9 +219,13 @@ WEFT_API int weft_worker_id(void);
 /**
  * Set a deadline for a region of code (the cancel scope of structured
  * concurrency): until it is changed, every blocking call of the calling
- * coroutine fails with -ETIMEDOUT once weft_now() passes `deadline` (absolute
- * ns; 0 = none), whatever its own timeout. Returns the previous deadline, to
- * restore when the region ends:
+ * coroutine that has to wait fails with -ETIMEDOUT once weft_now() passes
+ * `deadline` (absolute ns; 0 = none), whatever its own timeout.
+ * weft_cond_wait still returns holding its mutex; weft_group_wait cancels
+ * its members, waits for them all and then returns -ETIMEDOUT. Not bounded:
+ * weft_close, a weft_blocking call whose fn has started (it waits for fn),
+ * and a weft_splice or weft_sendfile that the kernel is running (weft/io.h).
+ * Returns the previous deadline, to restore when the region ends:
  *     uint64_t old = weft_deadline_set(weft_now() + 50 * 1000000);
  *     ... calls ...
  *     weft_deadline_set(old);

@@ -425,6 +425,127 @@ Test(chan, select_fair_over_three_ready)
 		cr_assert(hits[i] >= 9000 && hits[i] <= 11000, "case %d chosen %u of 30000", i, hits[i]);
 }
 
+/* Uniform over the ready cases only, whichever they are: with a random start
+ * scanned in order, the ready case after a run of unready ones also won
+ * their starts (cases 0 and 1 of three ready: case 0 two times in three).
+ * Each non-empty subset of four cases is made ready in turn (the others stay
+ * empty), 24,000 rounds each: every ready case must win 24,000/k +- 10%. */
+#define SUBSET_ROUNDS 24000
+struct fair_subset { double spread; unsigned mask, hits[4]; };
+
+static void *fair_subset_main(void *arg)
+{
+	struct fair_subset *worst = arg;     /* the subset furthest from uniform */
+	weft_chan *ch[4];
+	for (int i = 0; i < 4; i++)
+		CHECK(weft_chan_create(&ch[i], sizeof(int), 1) == 0);
+	for (unsigned mask = 1; mask < 16; mask++) {
+		unsigned hits[4] = { 0 }, k = 0;
+		for (int i = 0; i < 4; i++)
+			if (mask & (1u << i)) {
+				CHECK(weft_chan_send(ch[i], &i) == 0);
+				k++;
+			}
+		for (int round = 0; round < SUBSET_ROUNDS; round++) {
+			int v = -1;
+			struct weft_select_case c[4];
+			for (int i = 0; i < 4; i++)
+				c[i] = (struct weft_select_case){ ch[i], WEFT_SELECT_RECV, &v, 1 };
+			int r = weft_select(c, 4, WEFT_SELECT_NOWAIT);
+			CHECK(r >= 0 && r < 4 && (mask & (1u << r)));
+			if (r < 0 || r >= 4)
+				break;
+			hits[r]++;
+			CHECK(weft_chan_try_send(ch[r], &r) == 0);   /* ready again */
+		}
+		for (int i = 0; i < 4; i++) {
+			if (!(mask & (1u << i)))
+				continue;
+			int v;
+			CHECK(weft_chan_try_recv(ch[i], &v) == 0);   /* empty again */
+			double want = (double)SUBSET_ROUNDS / k;
+			double off = (hits[i] > want ? hits[i] - want : want - hits[i]) / want;
+			if (off > worst->spread) {
+				worst->spread = off;
+				worst->mask = mask;
+				memcpy(worst->hits, hits, sizeof hits);
+			}
+		}
+	}
+	for (int i = 0; i < 4; i++)
+		weft_chan_destroy(ch[i]);
+	return NULL;
+}
+
+Test(chan, select_fair_over_any_ready_subset)
+{
+	struct fair_subset w = { 0 };
+	run(1, fair_subset_main, &w);
+	cr_assert(w.spread <= 0.10, "ready mask %#x of 4 cases: hits %u %u %u %u in %d rounds",
+	          w.mask, w.hits[0], w.hits[1], w.hits[2], w.hits[3], SUBSET_ROUNDS);
+}
+
+/* More cases than select keeps on its stack (8): the scan order, nodes and
+ * lock set come from one allocation. 20 cases over 10 channels (each twice,
+ * every third case NULL): a single ready case is found wherever it is, the
+ * choice among ready ones stays fair, and a wait on all of them is ended by a
+ * send from another coroutine to the last channel. */
+enum { MANY = 20, MANY_CH = 10 };
+
+static void *many_sender(void *arg)
+{
+	int v = 77;
+	weft_sleep(2000000);
+	return (void *)(intptr_t)weft_chan_send(arg, &v);
+}
+
+static void *many_cases_main(void *arg)
+{
+	weft_chan *ch[MANY_CH];
+	for (int i = 0; i < MANY_CH; i++)
+		CHECK(weft_chan_create(&ch[i], sizeof(int), 1) == 0);
+	int v = -1;
+	struct weft_select_case c[MANY];
+	for (int i = 0; i < MANY; i++)
+		c[i] = (struct weft_select_case){ i % 3 == 2 ? NULL : ch[i % MANY_CH],
+		                                  WEFT_SELECT_RECV, &v, 1 };
+	/* case 15 is channel 5's only case (case 5 is NULL) */
+	int five = 5;
+	CHECK(weft_chan_send(ch[5], &five) == 0);
+	CHECK(weft_select(c, MANY, WEFT_SELECT_NOWAIT) == 15 && c[15].result == 0 && v == 5);
+	/* channels 0 and 1 ready: cases 0, 10 (channel 0), 1 (channel 1; case
+	 * 11 is NULL); channel 0 has two cases, so it wins two draws in three */
+	unsigned hits[MANY] = { 0 };
+	for (int round = 0; round < 9000; round++) {
+		int a = 0, b = 1;
+		CHECK(weft_chan_try_send(ch[0], &a) == 0 && weft_chan_try_send(ch[1], &b) == 0);
+		int r = weft_select(c, MANY, WEFT_SELECT_NOWAIT);
+		CHECK(r == 0 || r == 10 || r == 1);
+		if (r < 0)
+			break;
+		hits[r]++;
+		int w;
+		(void)weft_chan_try_recv(ch[0], &w);   /* empty both again */
+		(void)weft_chan_try_recv(ch[1], &w);
+	}
+	for (int i = 0; i < MANY; i++)
+		CHECK(i == 0 || i == 1 || i == 10 ? hits[i] >= 2700 && hits[i] <= 3300 : hits[i] == 0);
+	weft_task *t;
+	CHECK(weft_spawn(&t, many_sender, ch[9]) == 0);
+	int r = weft_select(c, MANY, WEFT_SELECT_FOREVER);
+	CHECK((r == 9 || r == 19) && c[r].result == 0 && v == 77);
+	void *sent;
+	CHECK(weft_join(t, &sent) == 0 && sent == NULL);
+	for (int i = 0; i < MANY_CH; i++)
+		weft_chan_destroy(ch[i]);
+	return NULL;
+}
+
+Test(chan, select_more_cases_than_the_stack_holds)
+{
+	run(2, many_cases_main, NULL);
+}
+
 struct selwake { weft_chan *a, *b, *c; };
 
 static void *delayed_sender(void *arg)

@@ -205,6 +205,62 @@ Test(io, sendfile_through_splice)
 	cr_assert_null(run_in(2, 0, sendfile_main, NULL));
 }
 
+/* An error that stops weft_sendfile after some bytes leaves bytes it read
+ * into its pipe that it never wrote. Here the output file reaches
+ * RLIMIT_FSIZE: the splice out of the pipe writes up to the limit, the next
+ * one fails with -EFBIG. The call returns the bytes copied, and the input
+ * offset (*off, or the file position when off is NULL) must advance by just
+ * as many, so a caller can carry on from there. */
+static void *sendfile_partial_main(void *arg)
+{
+	enum { N = 100000, LIMIT = 10000 };
+	char src[64], dst[64];
+	snprintf(src, sizeof src, "/tmp/weft-test-sfp-src-%d", getpid());
+	snprintf(dst, sizeof dst, "/tmp/weft-test-sfp-dst-%d", getpid());
+	unsigned char *data = malloc(N);
+	for (unsigned i = 0; i < N; i++)
+		data[i] = (unsigned char)(i * 29 + 3);
+	int fd = open(src, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 && write(fd, data, N) == N && close(fd) == 0, "prepare source");
+	ssize_t res[2];
+	int64_t off = 0;
+	off_t pos[2];
+	struct rlimit old, lim;
+	CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0, "getrlimit");
+	void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
+	lim.rlim_cur = LIMIT;
+	lim.rlim_max = old.rlim_max;
+	CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit");
+	for (int pass = 0; pass < 2; pass++) {
+		int in = open(src, O_RDONLY | O_CLOEXEC);
+		int out = open(dst, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+		res[pass] = in >= 0 && out >= 0 ? weft_sendfile(out, in, pass == 0 ? &off : NULL, N)
+		                                : -EBADF;
+		pos[pass] = lseek(in, 0, SEEK_CUR);
+		close(in);
+		close(out);
+	}
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, oldsig);
+	unlink(src);
+	unlink(dst);
+	free(data);
+	CHECK(res[0] == LIMIT, "sendfile with an offset returned %zd", res[0]);
+	CHECK(off == res[0], "offset advanced to %lld after %zd bytes copied",
+	      (long long)off, res[0]);
+	CHECK(pos[0] == 0, "file position moved to %lld although an offset was given",
+	      (long long)pos[0]);
+	CHECK(res[1] == LIMIT, "sendfile from the file position returned %zd", res[1]);
+	CHECK(pos[1] == res[1], "file position advanced to %lld after %zd bytes copied",
+	      (long long)pos[1], res[1]);
+	return NULL;
+}
+
+Test(io, sendfile_stopped_by_an_error_advances_by_what_it_copied)
+{
+	cr_assert_null(run_in(1, 0, sendfile_partial_main, NULL));
+}
+
 /* ------------------------------------------------------------------- TCP --- */
 
 static int tcp_listener(uint16_t *port, int backlog)

@@ -1,6 +1,6 @@
 /*
  * echo-epoll: the hand-written C baseline of the echo benchmark
- * (../../shared/BENCH.md, echo).
+ * (bench/weft_bench_echo.c).
  *
  *   echo-epoll --port P [--threads N] [--addr 127.0.0.1]
  *

@@ -1,5 +1,6 @@
 /*
- * echo-load: the TCP echo load generator of ../../shared/BENCH.md (echo).
+ * echo-load: the TCP echo load generator of the echo benchmark
+ * (bench/weft_bench_echo.c).
  *
  *   echo-load --port P [--host 127.0.0.1] [--conns 50] [--size 64]
  *             [--seconds 5] [--warmup 1] [--depth 1] [--workers 1]
@@ -14,7 +15,7 @@
  * Every echo is compared with what was sent (each message carries its
  * connection and sequence number): a mismatch is counted and fails the run.
  *
- * Departure from BENCH.md: BENCH.md's load is a single-threaded epoll loop;
+ * Departure from the benchmark's first definition, a single-threaded epoll loop:
  * this one runs on weft itself with one worker (one thread, io_uring), as
  * issue #4 asks, so the generator exercises the library too. One worker keeps
  * it single-threaded like the epoll original: the load uses one CPU (the

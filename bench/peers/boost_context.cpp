@@ -1,5 +1,5 @@
 // boost-context-bench: the Boost.Context peer of weft's `switch` benchmark
-// (../shared/BENCH.md): two contexts bounce control with jump_fcontext, one
+// (bench/weft_bench.c): two contexts bounce control with jump_fcontext, one
 // switch = one transfer, 20,000,000 switches, a 64 KiB stack; a value travels
 // with every switch, as in weft's version.
 // Prints: name=switch impl=boost.context workers=1 value=<ns per switch> unit=ns

@@ -1,9 +1,9 @@
 // boost-fiber-bench: the Boost.Fiber peer of weft's scheduler benchmarks
-// (../shared/BENCH.md), same counts and results as weft's.
+// (bench/weft_bench.c), same counts and results as weft's.
 //
 //   boost-fiber-bench BENCH [--workers N]
 //
-// Schedulers: yield uses round_robin on one thread (BENCH.md: 1 worker);
+// Schedulers: yield uses round_robin on one thread (as weft's: 1 worker);
 // spawn, skynet, fib, sleep use work_stealing on N threads (default: all
 // CPUs); pingpong and ring use round_robin with 1 worker and work_stealing with
 // more, over unbuffered_channel. Threads are set up as in Boost.Fiber's own

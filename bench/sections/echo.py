@@ -1,11 +1,11 @@
-"""bench/sections/echo.py: the echo benchmark (../shared/BENCH.md, echo).
+"""bench/sections/echo.py: the echo benchmark (bench/weft_bench_echo.c).
 
 Runs `weft-bench echo` (bench/weft_bench_echo.c), which starts weft-echo
 (examples/echo, all workers, and on 1 worker as weft-1w), the C epoll
 baseline and the Go peer (bench/echo/) on free 127.0.0.1 ports and drives each with the same load
 generator, bench/echo/echo-load, pinned to the last CPU: 50 and 500
 connections, 64-byte messages, servers alternating run by run. Quick mode:
-0.3 s warm-up + 1 s measured, 1 run (about 15 s in all); --full: BENCH.md's
+0.3 s warm-up + 1 s measured, 1 run (about 15 s in all); --full:
 1 s + 5 s and args.runs runs. weft-bench prints the medians and the ratio
 weft / best peer (requests/s, > 1: weft serves more); this module turns them
 into the table. A missing server is listed, not fatal.

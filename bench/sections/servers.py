@@ -1,4 +1,4 @@
-"""bench/sections/servers.py: the http and kv server benchmarks (../shared/BENCH.md).
+"""bench/sections/servers.py: the http and kv server benchmarks.
 
 http: weft-http (examples/http) against Go net/http (bench/peers/go-http, built
 here with `go build` in GOPATH mode, caches under the build dir, no network)

@@ -30,16 +30,18 @@ extern "C" {
  * weft_deadline_set) is returned. Once a helper has started fn it cannot be
  * interrupted: the coroutine then waits, uninterruptibly, for fn to return
  * and returns 0 with its result; the cancel stays pending, and the deadline
- * past, for the coroutine's next blocking call. So this is the one blocking
- * call that a region deadline does not bound, and a coroutine cancelled or
- * reaped by weft_rt_destroy waits for its fn.
+ * past, for the coroutine's next blocking call. So a region deadline does
+ * not bound this call once fn has started (nor weft_close, nor a splice the
+ * kernel is running: weft/io.h), and a coroutine cancelled or reaped by
+ * weft_rt_destroy waits for its fn. A coroutine already cancelled or past
+ * its region deadline gets the error at once: fn never runs.
  *
  * fn runs on a plain thread: it must not call weft functions that need a
  * coroutine (they return -EPERM there); channels and sync primitives that
  * allow plain threads are fine.
  *
- * Returns 0, -ECANCELED or -ETIMEDOUT (withdrawn before fn started), or
- * -EAGAIN (no helper thread could be started and none is running).
+ * Returns 0, -ECANCELED or -ETIMEDOUT (before fn started; it never runs
+ * then), or -EAGAIN (no helper thread could be started and none is running).
  * Thread-safe.
  */
 WEFT_API int weft_blocking(void *(*fn)(void *arg), void *arg, void **ret);

@@ -47,18 +47,21 @@ WEFT_API int weft_chan_close(weft_chan *ch);
  * Send the elem_size bytes at elem. Blocks (parks a coroutine, blocks a plain
  * thread) until a receiver takes the value (unbuffered) or there is room in
  * the buffer. Returns 0, -EPIPE (closed, before or while waiting),
- * -ECANCELED (the calling coroutine was cancelled; nothing was sent).
+ * -ECANCELED (the calling coroutine was cancelled while it had to wait;
+ * nothing was sent), -ETIMEDOUT (its region deadline, weft_deadline_set,
+ * passed while it had to wait; nothing was sent).
  */
 WEFT_API int weft_chan_send(weft_chan *ch, const void *elem);
 
 /**
  * Receive one value into elem (elem_size bytes). Blocks until a value is
- * there. Returns 0, -EPIPE (closed and drained), -ECANCELED (nothing was
- * received).
+ * there. Returns 0, -EPIPE (closed and drained), -ECANCELED or -ETIMEDOUT
+ * (as for weft_chan_send; nothing was received).
  */
 WEFT_API int weft_chan_recv(weft_chan *ch, void *elem);
 
-/** Like weft_chan_send/recv, never blocking: -EAGAIN instead. */
+/** Like weft_chan_send/recv, never blocking: -EAGAIN instead (-EPIPE still
+ *  for a closed channel, drained for recv). */
 WEFT_API int weft_chan_try_send(weft_chan *ch, const void *elem);
 WEFT_API int weft_chan_try_recv(weft_chan *ch, void *elem);
 
@@ -97,8 +100,8 @@ struct weft_select_case {
  * timeout_ns: WEFT_SELECT_FOREVER, WEFT_SELECT_NOWAIT (never blocks), or a
  * positive number of nanoseconds. Blocks otherwise (parks / blocks a plain
  * thread); the same channel may appear in several cases.
- * With no usable case (n == 0, all chans NULL) it only waits for its timeout
- * or a cancel, like Go's empty select. Returns the index of the case
+ * With no usable case (n == 0, all chans NULL) it only waits for its timeout,
+ * its region deadline or a cancel, like Go's empty select. Returns the index of the case
  * completed (its .result says how), -EAGAIN (NOWAIT and nothing ready),
  * -ETIMEDOUT, -ECANCELED, -EINVAL (bad op or timeout) or -ENOMEM (more than
  * 8 cases need a malloc).

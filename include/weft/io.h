@@ -7,11 +7,11 @@
  *
  * Common rules for every function below:
  *   - Returns what the system call would (a count, an fd, 0) or a negative
- *     errno; errno is never touched. Short reads and writes are returned, not
- *     hidden (see the _all helpers).
+ *     errno; errno is not used to report errors. Short reads and writes are
+ *     returned, not hidden (see the _all helpers).
  *   - Must be called from a coroutine: -EPERM otherwise.
  *   - -EOPNOTSUPP when the running kernel lacks the io_uring opcode (probed at
- *     start-up).
+ *     start-up), or lacks IORING_OP_LINK_TIMEOUT and the call has a deadline.
  *   - -ECANCELED when the calling coroutine is cancelled (weft_cancel) before
  *     or while it waits. The operation is then cancelled on the ring it was
  *     submitted to, and the call returns only once the kernel has let go of
@@ -19,11 +19,18 @@
  *     after the call returns. The result of an operation that completed
  *     anyway is discarded (for recv: the bytes are lost), so treat a cancelled
  *     stream as broken. weft_close is not cancellable.
- *   - Deadlines: the _timeout variants take a relative timeout in
- *     nanoseconds (0: none); every call also honours the coroutine's region
- *     deadline (weft_deadline_set), the nearer of the two winning. The kernel
- *     enforces it (a linked timeout); past it the call returns -ETIMEDOUT,
+ *   - Deadlines: the _timeout variants (read, write, recv, send, accept,
+ *     connect, poll) take a relative timeout in nanoseconds (0: none); every
+ *     call also honours the coroutine's region deadline (weft_deadline_set),
+ *     the nearer of the two winning. A deadline already past fails the call
+ *     with -ETIMEDOUT before anything is submitted; otherwise the kernel
+ *     enforces it (a linked timeout) and past it the call returns -ETIMEDOUT,
  *     with the same guarantee about buffers. weft_close has no deadline.
+ *     weft_splice (and so weft_sendfile) runs on the kernel's blocking worker
+ *     threads (io-wq), and there the linked timeout does not end a splice
+ *     that waits for a pipe or socket (seen on Linux 6.18, full or empty
+ *     ends): it returns when the splice does, past its deadline; weft_cancel
+ *     still ends it.
  *   - Thread-safety is the kernel's: fds may be shared between coroutines as
  *     they may between threads.
  */
@@ -95,8 +102,12 @@ WEFT_API int weft_poll_timeout(int fd, unsigned events, uint64_t timeout_ns);
 /**
  * Copy up to n bytes from in_fd (at *off and advancing it; the file position
  * when off is NULL) to out_fd (a socket or any fd), in the kernel, through a
- * pipe with splice. Returns the bytes copied (short only at end of file) or
- * -errno when nothing was copied.
+ * pipe with splice (a pipe of its own per call). Returns the bytes copied, or
+ * -errno when nothing was copied; it is short at end of file, and when an
+ * error (a cancel, the peer gone, a full disk) stops it after some bytes,
+ * whose error is then not returned. *off, or the file position, ends just
+ * past the bytes copied; from an input that cannot seek (a pipe, a socket)
+ * the bytes read but not written are lost. Deadlines as weft_splice.
  */
 WEFT_API ssize_t weft_sendfile(int out_fd, int in_fd, int64_t *off, size_t n);
 

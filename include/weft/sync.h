@@ -2,7 +2,8 @@
  *
  * Synchronisation primitives that park coroutines, not threads: mutex,
  * rwlock, condition variable, semaphore, wait group, once, barrier; then
- * generators and task groups.
+ * generators (which run on the caller's thread and never park) and task
+ * groups.
  *
  * Common rules for the primitives (mutex .. barrier):
  *   - plain structs of opaque storage: zero-initialise them (static storage,
@@ -13,9 +14,13 @@
  *   - a blocking call parks a coroutine; called from a plain thread outside the
  *     runtime (weft_self() == NULL) it blocks that thread in the same queue
  *     instead (threads cannot be cancelled);
- *   - every blocking call returns -ECANCELED when the calling coroutine is
- *     cancelled (before or while waiting; nothing was acquired then), and its
- *     _timeout variant -ETIMEDOUT once timeout_ns nanoseconds have passed;
+ *   - a blocking call that has to wait returns -ECANCELED when the calling
+ *     coroutine is cancelled (before the call or while it waits), and
+ *     -ETIMEDOUT once its region deadline (weft_deadline_set) or, for a
+ *     _timeout variant, timeout_ns nanoseconds have passed; nothing was
+ *     acquired then. A call that can complete at once (a free mutex, a
+ *     permit there) completes even in a cancelled coroutine or past its
+ *     deadline;
  *   - every function is thread-safe.
  */
 #ifndef WEFT_SYNC_H
@@ -36,7 +41,8 @@ typedef struct weft_mutex { uint64_t opaque_[4]; } weft_mutex;
 
 /** Initialise (same as zeroing). Never blocks. */
 WEFT_API void weft_mutex_init(weft_mutex *m);
-/** Take m, waiting while another holds it. 0, -ECANCELED. */
+/** Take m, waiting while another holds it. 0, -ECANCELED, -ETIMEDOUT (the
+ *  region deadline). */
 WEFT_API int  weft_mutex_lock(weft_mutex *m);
 /** Take m, waiting at most timeout_ns. 0, -ETIMEDOUT, -ECANCELED. */
 WEFT_API int  weft_mutex_lock_timeout(weft_mutex *m, uint64_t timeout_ns);
@@ -49,17 +55,17 @@ WEFT_API int  weft_mutex_unlock(weft_mutex *m);
 
 /* --------------------------------------------------------------- rwlock --- */
 
-/** Readers-writer lock, phase-fair FIFO: a reader arriving while a writer
- *  waits queues behind it (writers do not starve), and a writer's unlock
- *  admits every reader queued before the next writer. */
+/** Readers-writer lock, FIFO: a reader arriving while a writer waits queues
+ *  behind it (writers do not starve), and a writer's unlock admits every
+ *  reader queued before the next writer. */
 typedef struct weft_rwlock { uint64_t opaque_[5]; } weft_rwlock;
 #define WEFT_RWLOCK_INIT {{0}}
 
 WEFT_API void weft_rwlock_init(weft_rwlock *l);
-/** Shared lock. 0, -ECANCELED (/ -ETIMEDOUT). May block. */
+/** Shared lock. 0, -ECANCELED, -ETIMEDOUT. May block. */
 WEFT_API int  weft_rwlock_rdlock(weft_rwlock *l);
 WEFT_API int  weft_rwlock_rdlock_timeout(weft_rwlock *l, uint64_t timeout_ns);
-/** Exclusive lock. 0, -ECANCELED (/ -ETIMEDOUT). May block. */
+/** Exclusive lock. 0, -ECANCELED, -ETIMEDOUT. May block. */
 WEFT_API int  weft_rwlock_wrlock(weft_rwlock *l);
 WEFT_API int  weft_rwlock_wrlock_timeout(weft_rwlock *l, uint64_t timeout_ns);
 /** Release a shared or the exclusive hold. Never blocks. 0, or -EPERM when
@@ -92,7 +98,7 @@ typedef struct weft_sem { uint64_t opaque_[4]; } weft_sem;
 
 /** Initialise with value permits. Never blocks. */
 WEFT_API void weft_sem_init(weft_sem *s, uint64_t value);
-/** Take a permit, waiting for one. 0, -ECANCELED (/ -ETIMEDOUT). */
+/** Take a permit, waiting for one. 0, -ECANCELED, -ETIMEDOUT. */
 WEFT_API int  weft_sem_wait(weft_sem *s);
 WEFT_API int  weft_sem_wait_timeout(weft_sem *s, uint64_t timeout_ns);
 /** Take a permit if one is there (and nobody waits). 0 or -EAGAIN. */
@@ -111,11 +117,12 @@ typedef struct weft_wg { uint64_t opaque_[4]; } weft_wg;
 
 WEFT_API void weft_wg_init(weft_wg *wg);
 /** Add delta (may be negative) to the counter; at 0 every waiter is woken.
- *  Never blocks. 0, or -EINVAL if the counter would go below 0 (unchanged). */
+ *  Never blocks. 0, or -EINVAL if the counter would go below 0 or above
+ *  INT64_MAX (unchanged). */
 WEFT_API int  weft_wg_add(weft_wg *wg, int64_t delta);
 /** weft_wg_add(wg, -1). */
 WEFT_API int  weft_wg_done(weft_wg *wg);
-/** Wait until the counter is 0. 0, -ECANCELED (/ -ETIMEDOUT). */
+/** Wait until the counter is 0. 0, -ECANCELED, -ETIMEDOUT. */
 WEFT_API int  weft_wg_wait(weft_wg *wg);
 WEFT_API int  weft_wg_wait_timeout(weft_wg *wg, uint64_t timeout_ns);
 
@@ -129,7 +136,7 @@ typedef struct weft_once_flag { uint64_t opaque_[3]; } weft_once_flag;
  * meanwhile wait until it has returned. Once it has, returns 0 at once (one
  * acquire load). fn may block; if the coroutine running it is cancelled,
  * fn's own blocking calls fail, and o counts as done once fn returns.
- * Returns 0, or for a caller that had to wait -ECANCELED (/ -ETIMEDOUT): fn
+ * Returns 0, or for a caller that had to wait -ECANCELED or -ETIMEDOUT: fn
  * has then not necessarily finished.
  */
 WEFT_API int weft_once(weft_once_flag *o, void (*fn)(void *), void *arg);
@@ -145,8 +152,8 @@ WEFT_API int weft_barrier_init(weft_barrier *b, unsigned count);
 /**
  * Wait until count parties have arrived, then all go on; the barrier is
  * ready for the next round at once. Returns WEFT_BARRIER_SERIAL to exactly one
- * party of each round (the last to arrive), 0 to the others; -ECANCELED
- * (/ -ETIMEDOUT): the caller left the round and no longer counts towards it
+ * party of each round (the last to arrive), 0 to the others; -ECANCELED,
+ * -ETIMEDOUT: the caller left the round and no longer counts towards it
  * (unless the round completed in the same instant: it then counted).
  */
 WEFT_API int weft_barrier_wait(weft_barrier *b);
@@ -245,7 +252,9 @@ WEFT_API int weft_group_create(weft_group **g, unsigned flags);
  * coroutine (-EPERM otherwise), by one coroutine at a time per group (the
  * group's owner), before weft_group_wait. Returns the member's index (>= 0,
  * in spawn order), or -ENOMEM / -EAGAIN / -EPERM. When the group has already
- * failed with WEFT_GROUP_CANCEL_ON_ERROR the member is spawned cancelled.
+ * failed with WEFT_GROUP_CANCEL_ON_ERROR the member is cancelled as soon as
+ * its spawn returns (with child-first spawns it may have run up to its first
+ * wait by then).
  * Errors: also -EINVAL (g or fn NULL, or weft_group_wait already called).
  */
 WEFT_API int weft_group_spawn(weft_group *g, weft_group_fn fn, void *arg);
@@ -261,8 +270,9 @@ WEFT_API int weft_group_spawn(weft_group *g, weft_group_fn fn, void *arg);
 WEFT_API int weft_group_wait(weft_group *g);
 
 /** After weft_group_wait: number of members, and member i's result and
- *  error (0 or its negative errno; -ECANCELED for a member cancelled before
- *  it ran). -EINVAL / NULL for a bad index. Never block. */
+ *  error (what its body returned: 0 or a negative errno; a cancelled member
+ *  runs its body all the same, whose waits then fail with -ECANCELED).
+ *  -EINVAL / NULL for a bad index. Never block. */
 WEFT_API size_t weft_group_size(const weft_group *g);
 WEFT_API void  *weft_group_result(const weft_group *g, size_t i);
 WEFT_API int    weft_group_error(const weft_group *g, size_t i);

@@ -524,7 +524,11 @@ WEFT_API ssize_t weft_write_all(int fd, const void *buf, size_t n, int64_t off)
 	return (ssize_t)n;
 }
 
-/* in -> pipe -> out with splice; a private pipe per call. */
+/* in -> pipe -> out with splice; a private pipe per call. An error on the
+ * way out leaves bytes read into the pipe that were never written: the
+ * input offset goes back over them (*off, or the file position by lseek
+ * when the input can seek), so it says what was copied, as the return
+ * value does. */
 WEFT_API ssize_t weft_sendfile(int out_fd, int in_fd, int64_t *off, size_t n)
 {
 	int p[2];
@@ -540,8 +544,6 @@ WEFT_API ssize_t weft_sendfile(int out_fd, int in_fd, int64_t *off, size_t n)
 			err = in;
 			break;
 		}
-		if (off)
-			*off += in;
 		ssize_t moved = 0;
 		while (moved < in) {
 			ssize_t out = weft_splice(p[0], -1, out_fd, -1, (size_t)(in - moved),
@@ -553,8 +555,17 @@ WEFT_API ssize_t weft_sendfile(int out_fd, int in_fd, int64_t *off, size_t n)
 			moved += out;
 		}
 		done += (size_t)moved;
-		if (err)
+		if (off)
+			*off += moved;
+		if (moved < in) {
+			/* err is set: the rest of what we read is still in the pipe */
+			if (!off) {
+				int saved = errno;
+				(void)lseek(in_fd, -(off_t)(in - moved), SEEK_CUR);
+				errno = saved;
+			}
 			break;
+		}
 	}
 	close(p[0]);
 	close(p[1]);

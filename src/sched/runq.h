@@ -6,7 +6,7 @@
  * at a time, a thief half of what it sees in one step. Because every consumer
  * goes through the same CAS on `head`, a steal-half can never overlap an
  * owner's pop: the Chase-Lev owner-pops-at-the-tail scheme of Lê et al. 2013
- * (which DESIGN.md names for the memory orders) does not compose with stealing
+ * (whose memory orders spawnq.h uses) does not compose with stealing
  * half at once, since the owner's tail pop takes no lock-step with a thief's
  * range. Locality for the owner comes from the LIFO slot in front of this
  * queue, not from popping at the tail.

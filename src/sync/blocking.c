@@ -53,7 +53,7 @@
  * Rejected: a pool per runtime (a library with its own runtime, or two
  * runtimes, would each keep 64 threads; the queue is no hotter than a
  * blocking call); a lock-free queue (each call already costs a thread
- * hand-off of tens of microseconds, see DESIGN.md); holding the lock across
+ * hand-off of tens of microseconds); holding the lock across
  * the park with an unlock callback (a pthread mutex must be unlocked in the
  * context that locked it, and nothing here needs it).
  */

@@ -24,10 +24,13 @@
  * wakes; the wake publishes them (waitq.h, src/sched/wait.h).
  *
  * Select takes the spins of all its channels in address order (no deadlock
- * between two selects, or a select and a plain op), scans the cases from a
- * random start (fairness), and otherwise queues one node per case, all with
+ * between two selects, or a select and a plain op), scans the cases in a
+ * random order (fairness), and otherwise queues one node per case, all with
  * the same parker, and parks releasing all spins; afterwards it takes them
- * again to drop the nodes that lost.
+ * again to drop the nodes that lost. The order is a uniform random
+ * permutation (Fisher-Yates, as Go's pollorder), so the first ready case in
+ * it is uniform over the ready ones; a random start scanned cyclically was
+ * not: with cases 0 and 1 of three ready, case 0 won two times in three.
  *
  * Rejected: a lock-free buffered fast path (Go has one for the non-blocking
  * case). Every op here takes the spin once; measure before adding one.
@@ -236,7 +239,7 @@ WEFT_API int weft_chan_close(weft_chan *ch)
 /* --------------------------------------------------------------- select -- */
 
 /* xorshift64* per thread. Not inlined, so the TLS address is computed anew
- * on every call (a coroutine may migrate between calls; DESIGN.md). */
+ * on every call (a coroutine may migrate between calls; ctx/tls.h). */
 __attribute__((noinline)) static uint64_t select_rand(void)
 {
 	static _Thread_local uint64_t s;
@@ -278,16 +281,19 @@ WEFT_API int weft_select(struct weft_select_case *cases, size_t n, int64_t timeo
 		return -EINVAL;
 	struct weft_chan *chs_stack[SELECT_STACK_CASES];
 	struct weft__node nodes_stack[SELECT_STACK_CASES];
+	uint32_t order_stack[SELECT_STACK_CASES];
 	struct weft_chan **chs = chs_stack;
 	struct weft__node *nodes = nodes_stack;
+	uint32_t *order = order_stack;
 	void *heap = NULL;
 	if (n > SELECT_STACK_CASES) {
 		heap = weft__fault("select.alloc") ? NULL
-		     : malloc(n * (sizeof(*chs) + sizeof(*nodes)));
+		     : malloc(n * (sizeof(*chs) + sizeof(*nodes) + sizeof(*order)));
 		if (!heap)
 			return -ENOMEM;
 		nodes = heap;
 		chs = (struct weft_chan **)(nodes + n);
+		order = (uint32_t *)(chs + n);
 	}
 
 	/* Distinct channels in ascending address order (insertion sort: n is
@@ -314,11 +320,23 @@ WEFT_API int weft_select(struct weft_select_case *cases, size_t n, int64_t timeo
 		ls.n++;
 	}
 
+	/* The scan order: a uniform random permutation of the cases (see the
+	 * top of the file), drawn before the spins are taken. */
+	if (active > 1) {
+		for (size_t i = 0; i < n; i++) {
+			size_t j = (size_t)(select_rand() % (i + 1));   /* inside-out */
+			if (j != i)
+				order[i] = order[j];
+			order[j] = (uint32_t)i;
+		}
+	} else {
+		for (size_t i = 0; i < n; i++)
+			order[i] = (uint32_t)i;
+	}
 	lockset_lock(&ls);
 	if (active) {
-		size_t start = (size_t)(select_rand() % n);
 		for (size_t k = 0; k < n; k++) {
-			size_t i = start + k < n ? start + k : start + k - n;
+			size_t i = order[k];
 			struct weft_select_case *c = &cases[i];
 			if (!c->chan)
 				continue;

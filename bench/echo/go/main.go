@@ -1,4 +1,4 @@
-// go-echo: the Go peer of the echo benchmark (../../../shared/BENCH.md, echo).
+// go-echo: the Go peer of the echo benchmark (bench/weft_bench_echo.c).
 //
 //	go-echo --port P [--addr 127.0.0.1]
 //

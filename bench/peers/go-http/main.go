@@ -1,4 +1,5 @@
-// go-http: the Go net/http peer of weft-http for BENCH.md's http benchmark.
+// go-http: the Go net/http peer of weft-http for the http benchmark
+// (bench/sections/servers.py).
 //
 //	go-http --port P [--addr A]
 //

@@ -1,4 +1,4 @@
-// go-bench: the Go peer of weft's scheduler benchmarks (../shared/BENCH.md).
+// go-bench: the Go peer of weft's scheduler benchmarks (bench/weft_bench.c).
 //
 //	go-bench BENCH [--workers N]
 //

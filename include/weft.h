@@ -223,8 +223,8 @@ WEFT_API int weft_worker_id(void);
  * `deadline` (absolute ns; 0 = none), whatever its own timeout.
  * weft_cond_wait still returns holding its mutex; weft_group_wait cancels
  * its members, waits for them all and then returns -ETIMEDOUT. Not bounded:
- * weft_close, a weft_blocking call whose fn has started (it waits for fn),
- * and a weft_splice or weft_sendfile that the kernel is running (weft/io.h).
+ * weft_close (it always completes) and a weft_blocking call whose fn has
+ * started (it waits for fn).
  * Returns the previous deadline, to restore when the region ends:
  *     uint64_t old = weft_deadline_set(weft_now() + 50 * 1000000);
  *     ... calls ...

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -1217,3 +1218,58 @@ static void *file_main(void *arg)
 }
 
 Test(deadline, io_files_shutdown_close) { NEED_URING(); each_workers(file_main, NULL); }
+
+/*
+ * Calls that nothing but the deadline can end: the other end of the pipe or
+ * socket never moves. A deadline that does not bound one shows up as a hang,
+ * which the test's own timeout turns into a failure; each call must return
+ * -ETIMEDOUT, no earlier than its deadline, with nothing moved.
+ */
+static void *stuck_loop(void *arg)
+{
+	int empty[2], full[2];
+	CHECK(pipe2(empty, O_CLOEXEC) == 0);   /* never written */
+	CHECK(pipe2(full, O_CLOEXEC) == 0);    /* filled, never read */
+	fcntl(full[1], F_SETPIPE_SZ, 4096);
+	fcntl(full[1], F_SETFL, O_NONBLOCK);
+	static const char block[4096];
+	while (write(full[1], block, sizeof block) > 0)
+		;
+	fcntl(full[1], F_SETFL, 0);
+	int src[2];                              /* a pipe with data, for the full one */
+	CHECK(pipe2(src, O_CLOEXEC) == 0);
+	CHECK(write(src[1], block, 512) == 512);
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	for (unsigned i = 0; i < ITERS / 2; i++) {
+		uint64_t old, d = region_open(i % 4 == 3 ? i - 1 : i, &old);   /* no 1 ms waits */
+		char b[64];
+		ssize_t r[4];
+		r[0] = weft_splice(empty[0], -1, sv[0], -1, 4096, 0);   /* empty source */
+		r[1] = weft_splice(src[0], -1, full[1], -1, 512, 0);    /* full destination */
+		r[2] = weft_read(empty[0], b, sizeof b, -1);
+		r[3] = weft_recv(sv[1], b, sizeof b, 0);
+		weft_deadline_set(old);
+		for (int k = 0; k < 4; k++)
+			CHECK(timed_out_in_order(r[k], d, 0));
+	}
+	int left = 0;
+	CHECK(ioctl(src[0], FIONREAD, &left) == 0 && left == 512);   /* nothing moved */
+	close(empty[0]); close(empty[1]); close(full[0]); close(full[1]);
+	close(src[0]); close(src[1]); close(sv[0]); close(sv[1]);
+	return NULL;
+}
+
+static void *stuck_main(void *arg)
+{
+	unsigned fds = open_fds();
+	spawn_join(LOOPERS, stuck_loop, NULL);
+	CHECK(open_fds() == fds);
+	return NULL;
+}
+
+Test(deadline, io_calls_only_the_deadline_ends, .timeout = 120)
+{
+	NEED_URING();
+	each_workers(stuck_main, NULL);
+}

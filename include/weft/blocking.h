@@ -31,8 +31,8 @@ extern "C" {
  * interrupted: the coroutine then waits, uninterruptibly, for fn to return
  * and returns 0 with its result; the cancel stays pending, and the deadline
  * past, for the coroutine's next blocking call. So a region deadline does
- * not bound this call once fn has started (nor weft_close, nor a splice the
- * kernel is running: weft/io.h), and a coroutine cancelled or reaped by
+ * not bound this call once fn has started (nor weft_close, which always
+ * completes), and a coroutine cancelled or reaped by
  * weft_rt_destroy waits for its fn. A coroutine already cancelled or past
  * its region deadline gets the error at once: fn never runs.
  *

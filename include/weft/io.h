@@ -26,11 +26,10 @@
  *     with -ETIMEDOUT before anything is submitted; otherwise the kernel
  *     enforces it (a linked timeout) and past it the call returns -ETIMEDOUT,
  *     with the same guarantee about buffers. weft_close has no deadline.
- *     weft_splice (and so weft_sendfile) runs on the kernel's blocking worker
- *     threads (io-wq), and there the linked timeout does not end a splice
- *     that waits for a pipe or socket (seen on Linux 6.18, full or empty
- *     ends): it returns when the splice does, past its deadline; weft_cancel
- *     still ends it.
+ *     weft_splice (and so weft_sendfile) is ended by the runtime's timer
+ *     instead, as a weft_cancel ends it: the kernel does not end a splice
+ *     waiting for a pipe or socket when a linked timeout fires. A splice
+ *     that had moved bytes when its deadline passed returns their count.
  *   - Thread-safety is the kernel's: fds may be shared between coroutines as
  *     they may between threads.
  */

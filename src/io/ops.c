@@ -60,10 +60,16 @@
  * with WEFT__WAIT_OWN_TIMEOUT, so the runtime arms no timer of its own for
  * the region deadline: the kernel's timeout is the only one.
  *
- * Rejected: a runtime deadline on the wait (weft__wait_begin's deadline) — it
- * would wake the coroutine with the op still in the kernel, needing the
- * cancel-and-drain path on every timeout; the kernel's linked timeout ends
- * the op itself, one CQE later.
+ * The exception is a splice (kernel_ends_on_timeout): the kernel does not
+ * end one that waits on a pipe or socket when its linked timeout fires, so
+ * its deadline is the wait's own, a runtime timer, and when that fires the
+ * op goes down the cancel-and-drain path above; bytes it moved before the
+ * cancel took are reported, not dropped.
+ *
+ * Rejected for every op: the runtime's timer on the wait (weft__wait_begin's
+ * deadline) — it wakes the coroutine with the op still in the kernel, so
+ * every timeout pays the cancel and the drain; the kernel's linked timeout
+ * ends the op itself, one CQE later.
  */
 #include "io/ring.h"
 #include "sched/wait.h"
@@ -99,6 +105,7 @@ struct io_op {
 	struct __kernel_timespec rts;  /* the re-cancel pause (relative)        */
 	unsigned retries;              /* cancels answered -ENOENT too early    */
 	bool timed;                    /* a LINK_TIMEOUT follows the op         */
+	bool runtime_timer;            /* the deadline is the wait's (a splice)  */
 	_Atomic uint32_t state;        /* outstanding CQEs | DRAIN              */
 	int res;                       /* main CQE's res                        */
 	int tres;                      /* linked timeout's res                  */
@@ -203,6 +210,19 @@ static void retry_cb(struct weft__ring_op *op, int res, uint32_t flags)
 	weft__sched_call(io->ring, &io->call);
 }
 
+/*
+ * Whether a linked timeout ends opcode when it fires. Not a splice: the
+ * kernel runs it on its blocking workers (io-wq), where a splice waiting
+ * for a pipe or socket is not interrupted by the timeout's cancel (seen on
+ * Linux 6.18: it returned when the other end moved, long past its deadline)
+ * while an ASYNC_CANCEL still ends it. Such an op gets the runtime's timer
+ * instead, and the cancel-and-drain path of a weft_cancel when it fires.
+ */
+static bool kernel_ends_on_timeout(unsigned opcode)
+{
+	return opcode != IORING_OP_SPLICE && opcode != IORING_OP_TEE;
+}
+
 /* Open the wait and hand out the op's SQE, holding the ring (op_wait
  * releases it once the SQEs are filled). Returns 0 or -errno with nothing
  * to undo. */
@@ -216,7 +236,7 @@ static int op_begin(struct io_op *io, unsigned opcode, uint64_t timeout_ns, bool
 		return -EOPNOTSUPP;
 	/* The nearer of the call's timeout and the coroutine's region deadline
 	 * (weft_deadline_set); a non-cancellable op (close) has none. */
-	uint64_t deadline = 0;
+	uint64_t deadline = 0, timer = 0;
 	if (cancellable) {
 		/* The clock is read only when there is a deadline to compare:
 		 * most ops have neither a timeout nor a region deadline, and a
@@ -232,19 +252,25 @@ static int op_begin(struct io_op *io, unsigned opcode, uint64_t timeout_ns, bool
 				now = weft_now();
 			if (deadline <= now)
 				return -ETIMEDOUT;
-			if (!weft__ring_op_supported(ring, IORING_OP_LINK_TIMEOUT))
+			if (!kernel_ends_on_timeout(opcode))
+				timer = deadline;
+			else if (!weft__ring_op_supported(ring, IORING_OP_LINK_TIMEOUT))
 				return -EOPNOTSUPP;
 		}
 	}
 	weft__wait_describe(what, NULL);
-	/* OWN_TIMEOUT: the deadline, region's included, is the linked timeout
-	 * below; a runtime timer racing it would end the wait with the op
-	 * still in the kernel (wait.h). */
-	int err = weft__wait_begin(&io->wait, 0, cancellable ?
-	                           WEFT__WAIT_INTERRUPTIBLE | WEFT__WAIT_OWN_TIMEOUT : 0);
+	/* With a linked timeout, OWN_TIMEOUT: the deadline, the region's
+	 * included, is the kernel's, and a runtime timer racing it would end
+	 * the wait with the op still in the kernel. Without one (a splice),
+	 * the runtime's timer ends the wait and op_wait cancels the op. */
+	unsigned flags = !cancellable ? 0
+	                 : timer ? WEFT__WAIT_INTERRUPTIBLE
+	                         : WEFT__WAIT_INTERRUPTIBLE | WEFT__WAIT_OWN_TIMEOUT;
+	int err = weft__wait_begin(&io->wait, timer, flags);
 	if (err)
 		return err;
-	io->timed = deadline != 0;
+	io->timed = deadline != 0 && !timer;
+	io->runtime_timer = timer != 0;
 	io->ts.tv_sec = (long long)(deadline / 1000000000u);
 	io->ts.tv_nsec = (long long)(deadline % 1000000000u);
 	io->main.cb = main_cb;
@@ -308,6 +334,10 @@ static int op_wait(struct io_op *io, struct io_uring_sqe *sqe)
 	int r = weft__wait_park(&io->wait, NULL, NULL);
 	if (r != 0) {
 		op_cancel_drain(io);
+		/* The runtime's timer fired but the op had already moved bytes
+		 * (its CQE was on its way): they are in fd_out, report them. */
+		if (r == -ETIMEDOUT && io->runtime_timer && io->res > 0)
+			return io->res;
 		return r;
 	}
 	/* The linked timeout fired when its own CQE says anything but

@@ -348,6 +348,71 @@ Test(sync, cond_producer_consumers)
 	run(4, cond_main, NULL);
 }
 
+/* One broadcast ends every wait, not only the longest one's. Each waiter
+ * counts itself under the mutex before it waits, and cond_wait queues it
+ * before it lets the mutex go: once main holds the mutex and sees all of
+ * them counted, all are queued on the condition variable. The woken check in
+ * on a wait group; main's wait for it is bounded (10 s), so a broadcast that
+ * woke fewer fails the check instead of hanging the test, and main then
+ * signals the others out one by one. */
+enum { BC_WAITERS = 16 };
+static int bc_waiting;
+static bool bc_go;
+static weft_wg bc_woken;
+
+static void *bc_waiter(void *arg)
+{
+	int r = 0;
+	CHECK(weft_mutex_lock(&mtx) == 0);
+	bc_waiting++;
+	while (!bc_go && r == 0)
+		r = weft_cond_wait(&cv, &mtx);
+	CHECK(r == 0);
+	CHECK(weft_mutex_unlock(&mtx) == 0);
+	CHECK(weft_wg_done(&bc_woken) == 0);
+	return NULL;
+}
+
+static void *bc_main(void *arg)
+{
+	weft_task *t[BC_WAITERS];
+	CHECK(weft_wg_add(&bc_woken, BC_WAITERS) == 0);
+	for (int i = 0; i < BC_WAITERS; i++)
+		CHECK(weft_spawn(&t[i], bc_waiter, NULL) == 0);
+	bool all = false;
+	for (int tries = 0; !all && tries < 10000; tries++) {
+		if (tries)
+			weft_sleep(1000000);
+		CHECK(weft_mutex_lock(&mtx) == 0);
+		all = bc_waiting == BC_WAITERS;
+		if (!all)
+			CHECK(weft_mutex_unlock(&mtx) == 0);
+	}
+	CHECK(all);
+	if (!all)
+		CHECK(weft_mutex_lock(&mtx) == 0);
+	bc_go = true;
+	weft_cond_broadcast(&cv);
+	CHECK(weft_mutex_unlock(&mtx) == 0);
+	int r = weft_wg_wait_timeout(&bc_woken, 10ull * 1000000000);
+	CHECK(r == 0);
+	for (int i = 0; r != 0 && i < BC_WAITERS; i++)
+		weft_cond_signal(&cv);
+	for (int i = 0; i < BC_WAITERS; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	return NULL;
+}
+
+Test(sync, cond_broadcast_wakes_every_waiter)
+{
+	weft_mutex_init(&mtx);
+	weft_cond_init(&cv);
+	weft_wg_init(&bc_woken);
+	bc_waiting = 0;
+	bc_go = false;
+	run(4, bc_main, NULL);
+}
+
 /* -------------------------------------------------------------- semaphore -- */
 
 static weft_sem sem;

@@ -199,7 +199,6 @@ Test(sync, mutex_shared_by_threads_and_coroutines)
 
 static weft_rwlock rw = WEFT_RWLOCK_INIT;
 static _Atomic int readers_in, writers_in;
-static _Atomic int max_readers;
 
 static void *rw_body(void *arg)
 {
@@ -213,10 +212,7 @@ static void *rw_body(void *arg)
 			atomic_fetch_sub(&writers_in, 1);
 		} else {
 			CHECK(weft_rwlock_rdlock(&rw) == 0);
-			int r = atomic_fetch_add(&readers_in, 1) + 1;
-			int m = atomic_load(&max_readers);
-			while (r > m && !atomic_compare_exchange_weak(&max_readers, &m, r))
-				;
+			atomic_fetch_add(&readers_in, 1);
 			CHECK(atomic_load(&writers_in) == 0);
 			weft_yield();
 			atomic_fetch_sub(&readers_in, 1);
@@ -250,9 +246,66 @@ static void *rw_main(void *arg)
 Test(sync, rwlock_exclusion)
 {
 	weft_rwlock_init(&rw);
-	atomic_store(&max_readers, 0);
 	run(4, rw_main, NULL);
 	cr_assert_eq(atomic_load(&readers_in), 0);
+}
+
+/* A writer's unlock admits every reader queued behind it at once, not one
+ * at a time. One worker: each reader spawned runs until it parks in rdlock
+ * (child-first) before main goes on, so all RW_QUEUED are queued behind
+ * main's write lock when main unlocks. An admitted reader counts itself,
+ * checks in on a wait group and keeps its read lock until main opens the
+ * gate, so the count reaches RW_QUEUED only if they were all in at once.
+ * main's wait is bounded (10 s): a lock that admitted one reader fails the
+ * check instead of hanging, and opening the gate then lets the rest in. */
+enum { RW_QUEUED = 8 };
+static weft_wg rw_admitted;
+static weft_sem rw_gate;
+static _Atomic int max_readers;
+
+static void *rw_queued_reader(void *arg)
+{
+	CHECK(weft_rwlock_rdlock(&rw) == 0);
+	int r = atomic_fetch_add(&readers_in, 1) + 1;
+	int m = atomic_load(&max_readers);
+	while (r > m && !atomic_compare_exchange_weak(&max_readers, &m, r))
+		;
+	CHECK(weft_wg_done(&rw_admitted) == 0);
+	CHECK(weft_sem_wait(&rw_gate) == 0);
+	atomic_fetch_sub(&readers_in, 1);
+	CHECK(weft_rwlock_unlock(&rw) == 0);
+	return NULL;
+}
+
+static void *rw_batch_main(void *arg)
+{
+	weft_task *t[RW_QUEUED];
+	CHECK(weft_wg_add(&rw_admitted, RW_QUEUED) == 0);
+	CHECK(weft_rwlock_wrlock(&rw) == 0);
+	for (int i = 0; i < RW_QUEUED; i++)
+		CHECK(weft_spawn(&t[i], rw_queued_reader, NULL) == 0);
+	CHECK(atomic_load(&readers_in) == 0);          /* all queued, none in */
+	CHECK(weft_rwlock_unlock(&rw) == 0);
+	CHECK(weft_wg_wait_timeout(&rw_admitted, 10ull * 1000000000) == 0);
+	CHECK(atomic_load(&max_readers) == RW_QUEUED);
+	for (int i = 0; i < RW_QUEUED; i++)
+		CHECK(weft_sem_post(&rw_gate) == 0);
+	for (int i = 0; i < RW_QUEUED; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	/* all gone: the lock is free for a writer */
+	CHECK(weft_rwlock_wrlock_timeout(&rw, 1000000) == 0);
+	CHECK(weft_rwlock_unlock(&rw) == 0);
+	return NULL;
+}
+
+Test(sync, rwlock_unlock_admits_every_queued_reader)
+{
+	weft_rwlock_init(&rw);
+	weft_wg_init(&rw_admitted);
+	weft_sem_init(&rw_gate, 0);
+	atomic_store(&readers_in, 0);
+	atomic_store(&max_readers, 0);
+	run(1, rw_batch_main, NULL);
 }
 
 /* A writer that gives up must let the readers queued behind it in. */

@@ -486,17 +486,57 @@ static void *sem_body(void *arg)
 	return NULL;
 }
 
+/* The lower bound: SEM_LIMIT holders at once. Twice SEM_LIMIT coroutines
+ * each take a permit and, holding it, meet at a barrier of SEM_LIMIT: a
+ * round of the barrier completes only with SEM_LIMIT holders inside at once,
+ * and the count of holders inside reaches SEM_LIMIT. Everything is bounded by
+ * one region deadline (10 s from the start), so a semaphore that let fewer in
+ * fails the checks instead of hanging. */
+enum { SEM_LIMIT = 8 };
+static weft_barrier sem_bar;
+static uint64_t sem_deadline;
+
+static void *sem_full(void *arg)
+{
+	weft_deadline_set(sem_deadline);
+	int r = weft_sem_wait(&sem);
+	CHECK(r == 0);
+	if (r)
+		return NULL;
+	int n = atomic_fetch_add(&sem_in, 1) + 1;
+	int m = atomic_load(&sem_max);
+	while (n > m && !atomic_compare_exchange_weak(&sem_max, &m, n))
+		;
+	r = weft_barrier_wait(&sem_bar);
+	CHECK(r == 0 || r == WEFT_BARRIER_SERIAL);
+	atomic_fetch_sub(&sem_in, 1);
+	CHECK(weft_sem_post(&sem) == 0);
+	return NULL;
+}
+
 static void *sem_main(void *arg)
 {
+	weft_task *f[2 * SEM_LIMIT];
+	CHECK(weft_barrier_init(&sem_bar, SEM_LIMIT) == 0);
+	sem_deadline = weft_now() + 10ull * 1000000000;
+	for (int i = 0; i < 2 * SEM_LIMIT; i++)
+		CHECK(weft_spawn(&f[i], sem_full, NULL) == 0);
+	for (int i = 0; i < 2 * SEM_LIMIT; i++)
+		CHECK(weft_join(f[i], NULL) == 0);
+	CHECK(atomic_load(&sem_max) == SEM_LIMIT);
+	CHECK(weft_sem_value(&sem) == SEM_LIMIT);
+
+	/* the upper bound, under churn */
 	enum { N = 100 };
 	weft_task *t[N];
+	atomic_store(&sem_max, 0);
 	for (int i = 0; i < N; i++)
 		CHECK(weft_spawn(&t[i], sem_body, NULL) == 0);
 	for (int i = 0; i < N; i++)
 		CHECK(weft_join(t[i], NULL) == 0);
-	CHECK(atomic_load(&sem_max) <= 8);
-	CHECK(weft_sem_value(&sem) == 8);
-	for (int i = 0; i < 8; i++)
+	CHECK(atomic_load(&sem_max) <= SEM_LIMIT);
+	CHECK(weft_sem_value(&sem) == SEM_LIMIT);
+	for (int i = 0; i < SEM_LIMIT; i++)
 		CHECK(weft_sem_trywait(&sem) == 0);
 	CHECK(weft_sem_trywait(&sem) == -EAGAIN);
 	CHECK(weft_sem_wait_timeout(&sem, 5000000) == -ETIMEDOUT);
@@ -505,7 +545,8 @@ static void *sem_main(void *arg)
 
 Test(sync, semaphore_limits_concurrency)
 {
-	weft_sem_init(&sem, 8);
+	weft_sem_init(&sem, SEM_LIMIT);
+	atomic_store(&sem_in, 0);
 	atomic_store(&sem_max, 0);
 	run(4, sem_main, NULL);
 }

@@ -806,6 +806,8 @@ struct storm {
 	_Atomic unsigned wrong[W_KINDS];
 	_Atomic unsigned once_ran;
 	weft_sem release_once;
+	bool cond_go;                  /* after the storm: ends after_cond's wait */
+	_Atomic unsigned once_again_ran;
 };
 
 static struct storm S;
@@ -883,9 +885,92 @@ static void *storm_body(void *arg)
 	return NULL;
 }
 
+/* After the storm: fresh waiters where the cancelled ones were. Bounded
+ * waits (10 s), so a release that does not reach them fails their result
+ * instead of hanging the test. */
+#define AFTER_BOUND (10ull * 1000000000)
+
+static bool dump_shows(const char *name, const char *what, const void *obj);
+
+static void *after_recv(void *arg)
+{
+	int v = 0;
+	int r = weft_chan_recv_timeout(S.empty, &v, AFTER_BOUND);
+	return (void *)(intptr_t)(r ? r : v);
+}
+
+static void *after_lock(void *arg)
+{
+	int r = weft_mutex_lock_timeout(&S.m, AFTER_BOUND);
+	if (r == 0)
+		r = weft_mutex_unlock(&S.m);
+	return (void *)(intptr_t)r;
+}
+
+static void *after_wrlock(void *arg)
+{
+	int r = weft_rwlock_wrlock_timeout(&S.rd, AFTER_BOUND);
+	if (r == 0)
+		r = weft_rwlock_unlock(&S.rd);
+	return (void *)(intptr_t)r;
+}
+
+static void *after_cond(void *arg)
+{
+	int r = weft_mutex_lock(&S.cm);
+	if (r)
+		return (void *)(intptr_t)r;
+	while (!S.cond_go && r == 0)
+		r = weft_cond_wait_timeout(&S.c, &S.cm, AFTER_BOUND);
+	if (weft_mutex_unlock(&S.cm) != 0)
+		r = 1;
+	return (void *)(intptr_t)r;
+}
+
+static void *after_sem(void *arg)
+{
+	return (void *)(intptr_t)weft_sem_wait_timeout(&S.s, AFTER_BOUND);
+}
+
+static void *after_wg(void *arg)
+{
+	return (void *)(intptr_t)weft_wg_wait_timeout(&S.wg, AFTER_BOUND);
+}
+
+static void *after_barrier(void *arg)
+{
+	return (void *)(intptr_t)weft_barrier_wait_timeout(&S.b, AFTER_BOUND);
+}
+
+static void once_again(void *arg)
+{
+	atomic_fetch_add(&S.once_again_ran, 1);
+}
+
+static weft_task *after_spawn(weft_fn fn, const char *name)
+{
+	weft_task *t = NULL;
+	struct weft_spawn_opts o = { .name = name };
+	CHECK(weft_spawn_opts(&t, fn, NULL, &o) == 0);
+	return t;
+}
+
+static intptr_t after_join(weft_task *t)
+{
+	void *r = (void *)(intptr_t)-1;
+	CHECK(t && weft_join(t, &r) == 0);
+	return (intptr_t)r;
+}
+
 static void *storm_main(void *arg)
 {
 	enum { N = 10000 };
+	/* The barrier waits for one party more than the storm has: complete
+	 * only with main, which arrives after the storm, when every cancelled
+	 * party should have left the round. */
+	unsigned barrier_parties = 0;
+	for (unsigned i = 0; i < N; i++)
+		barrier_parties += i % W_KINDS == W_BARRIER;
 	CHECK(weft_chan_create(&S.empty, sizeof(int), 0) == 0);
 	CHECK(weft_chan_create(&S.full, sizeof(int), 1) == 0);
 	int v = 0;
@@ -896,7 +981,7 @@ static void *storm_main(void *arg)
 	weft_sem_init(&S.s, 0);
 	weft_sem_init(&S.release_once, 0);
 	CHECK(weft_wg_add(&S.wg, 1) == 0);
-	CHECK(weft_barrier_init(&S.b, N + 1) == 0);   /* never completes */
+	CHECK(weft_barrier_init(&S.b, barrier_parties + 1) == 0);
 
 	weft_task **t = malloc(N * sizeof(*t));
 	for (uintptr_t i = 0; i < N; i++)
@@ -917,19 +1002,79 @@ static void *storm_main(void *arg)
 	for (int k = 0; k < W_KINDS; k++)
 		CHECK(atomic_load(&S.wrong[k]) == 0);
 
-	/* Nothing left queued: each primitive works normally afterwards. */
+	/* Nothing left queued and no party left counted: each primitive works
+	 * normally afterwards, and a fresh waiter, parked where the cancelled
+	 * ones were (dump_shows), is woken by the usual release. */
+	weft_task *w;
 	CHECK(weft_chan_try_send(S.empty, &v) == -EAGAIN);   /* no receiver */
 	CHECK(weft_chan_try_recv(S.full, &v) == 0);
-	CHECK(weft_chan_try_recv(S.full, &v) == -EAGAIN);
+	CHECK(weft_chan_try_recv(S.full, &v) == -EAGAIN);    /* no sender */
+	w = after_spawn(after_recv, "after-recv");
+	CHECK(dump_shows("after-recv", "channel recv", S.empty));
+	v = 7;
+	CHECK(weft_chan_send_timeout(S.empty, &v, AFTER_BOUND) == 0);
+	CHECK(after_join(w) == 7);
+	v = 8;
+	CHECK(weft_chan_send(S.full, &v) == 0);
+	v = 0;
+	CHECK(weft_chan_try_recv(S.full, &v) == 0 && v == 8);
+
 	CHECK(weft_mutex_unlock(&S.m) == 0);
 	CHECK(weft_mutex_trylock(&S.m) == 0);                /* not handed to a ghost */
+	w = after_spawn(after_lock, "after-mutex");
+	CHECK(dump_shows("after-mutex", "mutex", &S.m));
+	CHECK(weft_mutex_unlock(&S.m) == 0);                 /* handed to the waiter */
+	CHECK(after_join(w) == 0);
+	CHECK(weft_mutex_trylock(&S.m) == 0);
+	CHECK(weft_mutex_unlock(&S.m) == 0);
+
+	CHECK(weft_rwlock_unlock(&S.rd) == 0);               /* readers share it again */
+	CHECK(weft_rwlock_rdlock(&S.rd) == 0);
+	CHECK(weft_rwlock_rdlock(&S.rd) == 0);
+	w = after_spawn(after_wrlock, "after-wrlock");
+	CHECK(dump_shows("after-wrlock", "rwlock write", &S.rd));
 	CHECK(weft_rwlock_unlock(&S.rd) == 0);
+	CHECK(weft_rwlock_unlock(&S.rd) == 0);               /* the writer's turn */
+	CHECK(after_join(w) == 0);
 	CHECK(weft_rwlock_unlock(&S.wr) == 0);
 	CHECK(weft_rwlock_wrlock_timeout(&S.wr, 1000000) == 0);
+	CHECK(weft_rwlock_unlock(&S.wr) == 0);
+
+	w = after_spawn(after_cond, "after-cond");
+	CHECK(dump_shows("after-cond", "condition variable", &S.c));
+	CHECK(weft_mutex_lock(&S.cm) == 0);
+	S.cond_go = true;
+	weft_cond_signal(&S.c);
+	CHECK(weft_mutex_unlock(&S.cm) == 0);
+	CHECK(after_join(w) == 0);
+
 	CHECK(weft_sem_post(&S.s) == 0);
 	CHECK(weft_sem_value(&S.s) == 1);                    /* nobody took it */
+	CHECK(weft_sem_trywait(&S.s) == 0);
+	w = after_spawn(after_sem, "after-sem");
+	CHECK(dump_shows("after-sem", "semaphore", &S.s));
+	CHECK(weft_sem_post(&S.s) == 0);                     /* handed to the waiter */
+	CHECK(after_join(w) == 0);
+	CHECK(weft_sem_value(&S.s) == 0);
+
+	w = after_spawn(after_wg, "after-wg");
+	CHECK(dump_shows("after-wg", "wait group", &S.wg));
 	CHECK(weft_wg_done(&S.wg) == 0);
+	CHECK(after_join(w) == 0);
+
+	CHECK(weft_once(&S.o, once_again, NULL) == 0);      /* done: not run again */
+	CHECK(atomic_load(&S.once_again_ran) == 0);
+
+	/* every cancelled party left the round: main alone completes nothing */
+	CHECK(weft_barrier_wait_timeout(&S.b, 1000000) == -ETIMEDOUT);
 	CHECK(weft_barrier_init(&S.b, 2) == 0);
+	w = after_spawn(after_barrier, "after-barrier");
+	CHECK(dump_shows("after-barrier", "barrier", &S.b));
+	int br = weft_barrier_wait(&S.b);
+	intptr_t wr = after_join(w);
+	CHECK((br == WEFT_BARRIER_SERIAL && wr == 0) || (br == 0 && wr == WEFT_BARRIER_SERIAL));
+
+	CHECK(weft_sleep(1000) == 0);                        /* main was never cancelled */
 	weft_chan_destroy(S.empty);
 	weft_chan_destroy(S.full);
 	return NULL;
@@ -944,13 +1089,16 @@ Test(sync, cancellation_storm_10000, .timeout = 300)
 /* ------------------------------------------------- weft_dump names waits -- */
 
 /* weft_dump's output contains "<name>\": parked, waiting for <what> <obj>".
- * Yields between tries (bounded count) so the waiter gets to park, with one
- * worker, at its first chance. */
+ * Sleeps between tries (bounded: 5000 tries, 1 ms apart) so the waiter gets
+ * to park: with one worker at its first chance, with more on its own
+ * worker meanwhile. */
 static bool dump_shows(const char *name, const char *what, const void *obj)
 {
 	char want[160];
 	snprintf(want, sizeof want, "\"%s\": parked, waiting for %s %p", name, what, obj);
-	for (int tries = 0; tries < 1000; tries++) {
+	for (int tries = 0; tries < 5000; tries++) {
+		if (tries)
+			weft_sleep(1000000);
 		char *buf = NULL;
 		size_t len = 0;
 		FILE *f = open_memstream(&buf, &len);
@@ -962,7 +1110,6 @@ static bool dump_shows(const char *name, const char *what, const void *obj)
 		free(buf);
 		if (found)
 			return true;
-		weft_yield();
 	}
 	return false;
 }

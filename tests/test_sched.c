@@ -243,15 +243,79 @@ static void *named(void *arg)
 	return (void *)weft_task_name(weft_self());
 }
 
+/* weft_dump's line for coroutine `id` once it shows as parked, copied into
+ * out (bounded: 5000 tries, 1 ms apart). By id, not by name: a test of
+ * names must find the line whatever the name became. */
+static bool parked_dump_line(uint64_t id, char *out, size_t len)
+{
+	char key[48];
+	snprintf(key, sizeof key, "coroutine %llu \"", (unsigned long long)id);
+	for (int tries = 0; tries < 5000; tries++) {
+		if (tries)
+			weft_sleep(1000000);
+		char *buf = NULL;
+		size_t blen = 0;
+		FILE *f = open_memstream(&buf, &blen);
+		if (!f)
+			return false;
+		weft_dump(f);
+		fclose(f);
+		char *p = strstr(buf, key);
+		bool ok = false;
+		if (p) {
+			size_t n = strcspn(p, "\n");
+			snprintf(out, len, "%.*s", (int)n, p);
+			ok = strstr(out, ": parked") != NULL;
+		}
+		free(buf);
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
+#define LONG_NAME "a-rather-long-coroutine-name-over-31-bytes"
+
+/* What spawn_opts saw, asserted on the test's thread. */
+struct spawn_seen {
+	int spawned, found, ended;
+	char name[64];                /* weft_task_name inside the child */
+	char line[512];               /* its weft_dump line while parked */
+	int dflt_spawned, dflt_found, dflt_ended;
+	char dflt_line[512];          /* the same for a spawn without a size */
+};
+
+/* Records its name (the record is recycled after the join, so the child
+ * copies it), then parks until cancelled. */
+static void *named_parker(void *arg)
+{
+	char *name = arg;
+	if (name)
+		snprintf(name, 64, "%s", weft_task_name(weft_self()));
+	return (void *)(intptr_t)weft_sleep(3600ull * 1000000000ull);
+}
+
 static void *spawn_opts(void *arg)
 {
-	struct weft_spawn_opts o = { .name = "a-rather-long-coroutine-name-over-31-bytes",
-	                             .stack_size = 256 * 1024 };
+	struct spawn_seen *seen = arg;
+	struct weft_spawn_opts o = { .name = LONG_NAME, .stack_size = 256 * 1024 };
 	weft_task *t;
-	cr_assert_eq(weft_spawn_opts(&t, named, NULL, &o), 0);
-	void *r;
-	cr_assert_eq(weft_join(t, &r), 0);
-	/* the name is copied; the record is recycled after join, so compare now */
+	void *r = NULL;
+	seen->spawned = weft_spawn_opts(&t, named_parker, seen->name, &o);
+	if (seen->spawned == 0) {
+		seen->found = parked_dump_line(weft_task_id(t), seen->line, sizeof seen->line);
+		weft_cancel(t);
+		seen->ended = weft_join(t, &r) == 0 && (intptr_t)r == -ECANCELED;
+	}
+	/* no size asked: the runtime's */
+	struct weft_spawn_opts d = { .name = "default-stack" };
+	seen->dflt_spawned = weft_spawn_opts(&t, named_parker, NULL, &d);
+	if (seen->dflt_spawned == 0) {
+		seen->dflt_found = parked_dump_line(weft_task_id(t), seen->dflt_line,
+		                                    sizeof seen->dflt_line);
+		weft_cancel(t);
+		seen->dflt_ended = weft_join(t, &r) == 0 && (intptr_t)r == -ECANCELED;
+	}
 	struct weft_spawn_opts bad = { .stack_size = 100 };
 	cr_assert_eq(weft_spawn_opts(&t, named, NULL, &bad), -EINVAL);
 	struct weft_spawn_opts badflags = { .flags = 1 };
@@ -260,9 +324,27 @@ static void *spawn_opts(void *arg)
 	return NULL;
 }
 
+/* The options take effect: the name is kept up to 31 bytes (weft.h), and
+ * the stack is the size asked for, as weft_dump reports it for a parked
+ * coroutine ("stack <used>/<size> KiB in use"). */
 Test(sched, spawn_options)
 {
-	run_main(2, spawn_opts, NULL);
+	static struct spawn_seen seen;
+	run_main(2, spawn_opts, &seen);
+	char want[32];
+	memcpy(want, LONG_NAME, 31);                   /* the first 31 bytes */
+	want[31] = 0;
+	cr_assert_eq(seen.spawned, 0);
+	cr_assert_str_eq(seen.name, want, "name kept as \"%s\"", seen.name);
+	cr_assert(seen.found, "never shown as parked: \"%s\"", seen.line);
+	cr_assert_not_null(strstr(seen.line, want), "%s", seen.line);
+	cr_assert_not_null(strstr(seen.line, "/256 KiB in use"), "%s", seen.line);
+	cr_assert(seen.ended);
+	cr_assert_eq(seen.dflt_spawned, 0);
+	cr_assert(seen.dflt_found, "never shown as parked: \"%s\"", seen.dflt_line);
+	cr_assert_not_null(strstr(seen.dflt_line, "\"default-stack\""), "%s", seen.dflt_line);
+	cr_assert_not_null(strstr(seen.dflt_line, "/64 KiB in use"), "%s", seen.dflt_line);
+	cr_assert(seen.dflt_ended);
 }
 
 /* -------------------------------------------------------- cancellation --- */

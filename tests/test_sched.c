@@ -5,12 +5,15 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -763,6 +766,123 @@ Test(sched, coroutine_locals)
 		run_main(n, locals_main, NULL);
 		cr_assert_eq(atomic_load(&dtor_calls), 50, "every value's destructor ran once");
 	}
+}
+
+/* ------------------------------------------- in a child process --- */
+
+/* Fork a child running fn with its stderr on a pipe; the parent's end of
+ * the pipe goes to *fd. alarm() bounds the child (60 s), so waiting for it
+ * is bounded too. */
+static pid_t child_with_stderr(void (*fn)(void), int *fd)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		dup2(p[1], 2);
+		close(p[1]);
+		alarm(60);
+		fn();
+		_exit(99);
+	}
+	close(p[1]);
+	*fd = p[0];
+	return pid;
+}
+
+/* Append the child's stderr to buf (NUL-terminated, *n bytes) until it
+ * contains want, or with want NULL until end of file; at most timeout_ms.
+ * true when that happened. */
+static bool read_until(int fd, char *buf, size_t cap, size_t *n, const char *want,
+                       int timeout_ms)
+{
+	uint64_t end = weft_now() + (uint64_t)timeout_ms * 1000000;
+	for (;;) {
+		buf[*n] = 0;
+		if (want && strstr(buf, want))
+			return true;
+		uint64_t now = weft_now();
+		if (now >= end)
+			return false;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int r = poll(&p, 1, (int)((end - now) / 1000000) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		ssize_t k = read(fd, buf + *n, cap - 1 - *n);
+		if (k <= 0)
+			return want == NULL;            /* end of file (or buf full) */
+		*n += (size_t)k;
+	}
+}
+
+/* A real coroutine's overflow is reported with its id, name and stack
+ * size: the runtime registers the stack of each coroutine it switches to
+ * with the overflow handler (test_ctx.c checks the handler on a context
+ * made by hand). Not instrumented by ASan, whose fake stack would take the
+ * frames off the coroutine's stack. */
+static volatile uint64_t overflow_limit = UINT64_MAX;  /* never reached */
+
+__attribute__((noinline, no_sanitize("address")))
+static uint64_t overflow(uint64_t x)
+{
+	volatile unsigned char frame[256];
+	frame[0] = (unsigned char)x;
+	if (x == overflow_limit)
+		return 0;
+	return overflow(x + 1) + frame[0];    /* not a tail call */
+}
+
+static void *overflower(void *arg)
+{
+	char msg[64];
+	int n = snprintf(msg, sizeof msg, "overflower id %llu\n",
+	                 (unsigned long long)weft_task_id(weft_self()));
+	if (write(2, msg, (size_t)n) != n)
+		_exit(97);
+	return (void *)(uintptr_t)overflow(1);
+}
+
+static void *overflow_main(void *arg)
+{
+	weft_task *t;
+	struct weft_spawn_opts o = { .name = "deep-one", .stack_size = 128 * 1024 };
+	if (weft_spawn_opts(&t, overflower, NULL, &o) == 0)
+		weft_join(t, NULL);
+	return NULL;
+}
+
+static void child_overflow(void)
+{
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 2 };
+	if (weft_rt_create(&rt, &cfg))
+		_exit(98);
+	weft_rt_run(rt, overflow_main, NULL, NULL);
+	_exit(96);                             /* not reached: the overflow aborts */
+}
+
+Test(sched, stack_overflow_in_a_coroutine_names_it, .timeout = 120)
+{
+	char buf[8192];
+	size_t n = 0;
+	int fd, st;
+	pid_t pid = child_with_stderr(child_overflow, &fd);
+	read_until(fd, buf, sizeof buf, &n, NULL, 60000);
+	close(fd);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	unsigned long long id = 0;
+	const char *p = strstr(buf, "overflower id ");
+	cr_assert(p && sscanf(p, "overflower id %llu", &id) == 1, "stderr: %s", buf);
+	char want[128];
+	snprintf(want, sizeof want,
+	         "weft: stack overflow in coroutine %llu \"deep-one\" (stack 128 KiB)\n", id);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x, stderr: %s", st, buf);
+	cr_assert_not_null(strstr(buf, want), "want \"%s\", stderr: %s", want, buf);
 }
 
 /* ------------------------------------------------ stats, dump, starve --- */

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -883,6 +884,61 @@ Test(sched, stack_overflow_in_a_coroutine_names_it, .timeout = 120)
 	         "weft: stack overflow in coroutine %llu \"deep-one\" (stack 128 KiB)\n", id);
 	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x, stderr: %s", st, buf);
 	cr_assert_not_null(strstr(buf, want), "want \"%s\", stderr: %s", want, buf);
+}
+
+/* weft_dump_on_sigquit: SIGQUIT makes the monitor dump every coroutine to
+ * stderr (without the handler SIGQUIT would end the child). The child says
+ * when its coroutine runs; the parent then sends SIGQUIT and reads until
+ * the coroutine's dump line shows, then kills the child. */
+static void *quitter(void *arg)
+{
+	static const char ready[] = "quitter ready\n";
+	weft_set_name("quitter");
+	if (write(2, ready, sizeof ready - 1) != (ssize_t)(sizeof ready - 1))
+		_exit(97);
+	weft_sleep(30ull * 1000000000);        /* the parent kills us first */
+	return NULL;
+}
+
+/* The runtime's threads start with SIGQUIT blocked and the child's main
+ * thread takes it, waiting in usleep: TSan delivers a signal to a thread
+ * only in or after a call it intercepts, never to one blocked in
+ * io_uring_enter, so a SIGQUIT that landed on a sleeping worker would wait
+ * there. */
+static void child_sigquit(void)
+{
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 1 };
+	sigset_t quit, old;
+	sigemptyset(&quit);
+	sigaddset(&quit, SIGQUIT);
+	if (weft_dump_on_sigquit() != 0)
+		_exit(95);
+	pthread_sigmask(SIG_BLOCK, &quit, &old);
+	if (weft_rt_create(&rt, &cfg) || weft_rt_spawn(rt, NULL, quitter, NULL))
+		_exit(98);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	for (int i = 0; i < 600; i++)          /* 60 s at most; killed first */
+		usleep(100000);
+	_exit(0);
+}
+
+Test(sched, sigquit_dumps_every_coroutine, .timeout = 120)
+{
+	char buf[16384];
+	size_t n = 0;
+	int fd, st;
+	pid_t pid = child_with_stderr(child_sigquit, &fd);
+	bool ready = read_until(fd, buf, sizeof buf, &n, "quitter ready\n", 30000);
+	if (ready)
+		kill(pid, SIGQUIT);
+	bool dumped = ready && read_until(fd, buf, sizeof buf, &n, "\"quitter\": ", 30000);
+	kill(pid, SIGKILL);
+	close(fd);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(ready, "the child never ran its coroutine: status %#x, stderr: %s", st, buf);
+	cr_assert(dumped, "no dump after SIGQUIT: status %#x, stderr: %s", st, buf);
+	cr_assert_not_null(strstr(buf, "weft: runtime "), "stderr: %s", buf);
 }
 
 /* ------------------------------------------------ stats, dump, starve --- */

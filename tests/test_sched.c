@@ -586,17 +586,33 @@ Test(sched, spawn_from_plain_thread)
 	cr_assert_eq(weft_rt_destroy(rt), 0);
 }
 
-/* destroy cancels what is still alive and waits for it */
+/* destroy cancels what is still alive and waits for it: every sleeper's
+ * sleep has ended with -ECANCELED, and the sleeper has returned, by the
+ * time destroy does. */
+static _Atomic int destroy_cancelled, destroy_other;
+
+static void *counted_sleeper(void *arg)
+{
+	int r = weft_sleep(3600ull * 1000000000ull);
+	atomic_fetch_add(r == -ECANCELED ? &destroy_cancelled : &destroy_other, 1);
+	return NULL;
+}
+
 Test(sched, destroy_cancels_live_coroutines)
 {
 	FOR_EACH_WORKERS(n) {
+		atomic_store(&destroy_cancelled, 0);
+		atomic_store(&destroy_other, 0);
 		weft_rt *rt = make_rt(n);
 		for (int i = 0; i < 1000; i++)
-			cr_assert_eq(weft_rt_spawn(rt, NULL, sleeper, NULL), 0);
+			cr_assert_eq(weft_rt_spawn(rt, NULL, counted_sleeper, NULL), 0);
 		weft_task *joinable;
-		cr_assert_eq(weft_rt_spawn(rt, &joinable, sleeper, NULL), 0);
+		cr_assert_eq(weft_rt_spawn(rt, &joinable, counted_sleeper, NULL), 0);
 		cr_assert_eq(weft_rt_run(rt, ret_arg, NULL, NULL), 0);
 		cr_assert_eq(weft_rt_destroy(rt), 0);
+		cr_assert_eq(atomic_load(&destroy_cancelled), 1001, "workers=%u: %d cancelled", n,
+		             atomic_load(&destroy_cancelled));
+		cr_assert_eq(atomic_load(&destroy_other), 0);
 	}
 }
 

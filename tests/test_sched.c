@@ -4,6 +4,7 @@
  * machine on purpose: preempted workers must not lose or duplicate work).
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -12,7 +13,6 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <string.h>
@@ -618,21 +618,110 @@ Test(sched, destroy_cancels_live_coroutines)
 
 /* ------------------------------------------------------------- idle --- */
 
+/*
+ * An idle runtime makes no work for the machine. Counted in events, not
+ * measured in CPU time: CPU time depends on the machine's load and on the
+ * build (sanitizers run checks and threads of their own), while an idle
+ * runtime's events are fixed by its design. Idle, every worker sleeps in its
+ * ring with no timeout and the monitor in a timed wait of 50 ms
+ * (runtime.c), so over an idle period:
+ *   - the workers' counters (coroutines resumed, victims probed, parks,
+ *     ring enters) stay still, but for the few steps a worker may still
+ *     take on its way to sleep; a worker that polls or spins moves one of
+ *     them on every turn of its loop (find_work searches, then parks);
+ *   - the runtime's threads block and wake a bounded number of times: the
+ *     monitor once per 50 ms of the period. A thread that wakes more often
+ *     (a monitor or a worker on a short timer) shows in the context switch
+ *     counts of /proc/self/task/<tid>/status.
+ * The period's length, measured, only sets how many monitor ticks it may
+ * hold: a slow or loaded machine stretches the period, not the counts.
+ */
+#define MAX_TIDS 512
+
+/* The thread ids of this process, from /proc/self/task. */
+static int list_tids(pid_t *tids, int cap)
+{
+	DIR *d = opendir("/proc/self/task");
+	cr_assert_not_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < cap)
+		if (e->d_name[0] != '.')
+			tids[n++] = (pid_t)atoi(e->d_name);
+	closedir(d);
+	return n;
+}
+
+/* Context switches, voluntary and not, of every thread of this process that
+ * is not in old[0..nold): the threads started since old was listed. */
+static long new_threads_switches(const pid_t *old, int nold, int *nthreads)
+{
+	pid_t tids[MAX_TIDS];
+	int n = list_tids(tids, MAX_TIDS);
+	long sum = 0;
+	*nthreads = 0;
+	for (int i = 0; i < n; i++) {
+		bool known = false;
+		for (int k = 0; k < nold && !known; k++)
+			known = old[k] == tids[i];
+		if (known)
+			continue;
+		char path[64], line[128];
+		snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tids[i]);
+		FILE *f = fopen(path, "re");
+		if (!f)
+			continue;                   /* it has exited meanwhile */
+		(*nthreads)++;
+		long v;
+		while (fgets(line, sizeof line, f))
+			if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1 ||
+			    sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+				sum += v;
+		fclose(f);
+	}
+	return sum;
+}
+
+static uint64_t worker_events(weft_rt *rt)
+{
+	struct weft_stats st;
+	cr_assert_eq(weft_rt_stats(rt, &st, NULL, 0), 0);
+	return st.total.switches + st.total.steals_tried + st.total.parks + st.total.io_enters;
+}
+
 Test(sched, idle_runtime_uses_no_cpu)
 {
-	weft_rt *rt = make_rt(2);
-	/* let the workers settle into their rings */
+	enum { WORKERS = 2 };
+	pid_t before[MAX_TIDS];
+	int nbefore = list_tids(before, MAX_TIDS);
+	weft_rt *rt = make_rt(WORKERS);
 	cr_assert_eq(weft_rt_run(rt, ret_arg, NULL, NULL), 0);
-	usleep(100000);
-	struct rusage a, b;
-	getrusage(RUSAGE_SELF, &a);
-	usleep(1000000);
-	getrusage(RUSAGE_SELF, &b);
-	double used = (b.ru_utime.tv_sec - a.ru_utime.tv_sec) + (b.ru_stime.tv_sec - a.ru_stime.tv_sec) +
-	              ((b.ru_utime.tv_usec - a.ru_utime.tv_usec) +
-	               (b.ru_stime.tv_usec - a.ru_stime.tv_usec)) / 1e6;
-	cr_assert_lt(used, 0.05, "idle runtime used %.3f s of CPU in 1 s", used);
+	/* Settled: the counters held still over 20 ms (bounded: 500 tries). */
+	uint64_t ev = worker_events(rt);
+	for (int tries = 0; tries < 500; tries++) {
+		usleep(20000);
+		uint64_t now = worker_events(rt);
+		if (now == ev)
+			break;
+		ev = now;
+	}
+	int nthreads;
+	long sw0 = new_threads_switches(before, nbefore, &nthreads);
+	uint64_t ev0 = worker_events(rt), t0 = weft_now();
+	usleep(500000);
+	long sw1 = new_threads_switches(before, nbefore, &nthreads);
+	uint64_t ev1 = worker_events(rt), t1 = weft_now();
 	cr_assert_eq(weft_rt_destroy(rt), 0);
+
+	cr_assert_geq(nthreads, WORKERS + 1, "the workers and the monitor: %d threads", nthreads);
+	cr_assert_leq(ev1 - ev0, 4 * WORKERS, "idle workers: %llu scheduling events",
+	              (unsigned long long)(ev1 - ev0));
+	/* the monitor: one wake per 50 ms; each wake is a switch out and maybe
+	 * one preempted; plus a few for the threads settling */
+	long ticks = (long)((t1 - t0) / 50000000) + 1;
+	cr_assert_leq(sw1 - sw0, 2 * ticks + 4 * (WORKERS + 1),
+	              "%ld context switches of the runtime's %d threads in %.3f s (%ld monitor ticks)",
+	              sw1 - sw0, nthreads, (double)(t1 - t0) / 1e9, ticks);
 }
 
 /* ------------------------------------------- deadlines and cancel order --- */

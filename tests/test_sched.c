@@ -1357,9 +1357,14 @@ static void *pair_main(void *arg)
 	return NULL;
 }
 
-/* Nothing else runnable: no worker but the pair's takes part. The only
- * steal the runtime may make is of main's continuation when it spawns the
- * echoer (child first); the pair then meets on one worker for good. */
+/* Nothing else runnable: no worker but the pair's takes part. The runtime
+ * steals main's continuation when it spawns the echoer (child first), and
+ * may steal the pair's next half in the rare moment it sits in the run
+ * queue when the monitor looks for stranded work; the pair otherwise meets
+ * on one worker for good. The bound is a share of the hand-offs, not a
+ * count that a longer (slower, sanitized) run could exceed: the regression
+ * moved one hand-off in three (thousands of steals), while the monitor's
+ * looks are a few per run. */
 Test(sched, lifo_pair_keeps_its_worker_when_nothing_else_waits)
 {
 	weft_rt *rt = make_rt(2);
@@ -1369,7 +1374,9 @@ Test(sched, lifo_pair_keeps_its_worker_when_nothing_else_waits)
 	struct weft_stats st;
 	cr_assert_eq(weft_rt_stats(rt, &st, NULL, 0), 0);
 	cr_assert_eq(weft_rt_destroy(rt), 0);
-	cr_assert_leq(st.total.steals, 4, "%llu steals in %d round trips: the pair moved between workers",
+	/* 2 hand-offs per round trip; at most 1 in 200 crossed workers */
+	cr_assert_leq(st.total.steals, 2 * PAIR_ROUNDS / 200,
+	              "%llu steals in %d round trips: the pair moved between workers",
 	              (unsigned long long)st.total.steals, PAIR_ROUNDS);
 }
 

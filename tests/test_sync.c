@@ -308,10 +308,17 @@ Test(sync, rwlock_unlock_admits_every_queued_reader)
 	run(1, rw_batch_main, NULL);
 }
 
-/* A writer that gives up must let the readers queued behind it in. */
+/* A writer that gives up must let the readers queued behind it in. One
+ * worker: each spawned coroutine runs until it parks before main goes on,
+ * and nothing fires the writer's timer until main parks in its join, so
+ * the reader has queued behind the waiting writer (dump_shows checks both)
+ * by the time the writer gives up. The reader's wait is bounded (10 s): a
+ * reader left queued fails its result instead of hanging the test. */
+static bool dump_shows(const char *name, const char *what, const void *obj);
+
 static void *rw_reader_after(void *arg)
 {
-	int r = weft_rwlock_rdlock(&rw);
+	int r = weft_rwlock_rdlock_timeout(&rw, 10ull * 1000000000);
 	if (r == 0)
 		weft_rwlock_unlock(&rw);
 	return (void *)(intptr_t)r;
@@ -319,16 +326,19 @@ static void *rw_reader_after(void *arg)
 
 static void *rw_writer_timeout(void *arg)
 {
-	return (void *)(intptr_t)weft_rwlock_wrlock_timeout(&rw, 10000000);
+	return (void *)(intptr_t)weft_rwlock_wrlock_timeout(&rw, 50000000);
 }
 
 static void *rw_giveup_main(void *arg)
 {
 	CHECK(weft_rwlock_rdlock(&rw) == 0);
 	weft_task *w, *r;
-	CHECK(weft_spawn(&w, rw_writer_timeout, NULL) == 0);
-	weft_sleep(1000000);                 /* the writer queues */
-	CHECK(weft_spawn(&r, rw_reader_after, NULL) == 0);   /* queues behind it */
+	CHECK(weft_spawn_opts(&w, rw_writer_timeout, NULL,
+	                      &(struct weft_spawn_opts){ .name = "rw-giver-up" }) == 0);
+	CHECK(dump_shows("rw-giver-up", "rwlock write", &rw));
+	CHECK(weft_spawn_opts(&r, rw_reader_after, NULL,
+	                      &(struct weft_spawn_opts){ .name = "rw-behind" }) == 0);
+	CHECK(dump_shows("rw-behind", "rwlock read", &rw));     /* behind the writer */
 	void *res;
 	CHECK(weft_join(w, &res) == 0 && (intptr_t)res == -ETIMEDOUT);
 	CHECK(weft_join(r, &res) == 0 && (intptr_t)res == 0);   /* admitted */
@@ -339,7 +349,7 @@ static void *rw_giveup_main(void *arg)
 Test(sync, rwlock_writer_timeout_admits_readers)
 {
 	weft_rwlock_init(&rw);
-	run(2, rw_giveup_main, NULL);
+	run(1, rw_giveup_main, NULL);
 }
 
 /* ------------------------------------------------------------------- cond -- */
@@ -889,8 +899,6 @@ static void *storm_body(void *arg)
  * waits (10 s), so a release that does not reach them fails their result
  * instead of hanging the test. */
 #define AFTER_BOUND (10ull * 1000000000)
-
-static bool dump_shows(const char *name, const char *what, const void *obj);
 
 static void *after_recv(void *arg)
 {

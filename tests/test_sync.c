@@ -734,14 +734,13 @@ static void *group_main(void *arg)
 	}
 	weft_group_destroy(g);
 
-	/* first failure cancels the rest */
-	uint64_t t0 = weft_now();
+	/* first failure cancels the rest: their 10 s sleeps end -ECANCELED
+	 * (a sleep that ran its course would return 0) */
 	CHECK(weft_group_create(&g, WEFT_GROUP_CANCEL_ON_ERROR) == 0);
 	for (int i = 0; i < 20; i++)
 		CHECK(weft_group_spawn(g, sleepy_member, NULL) == i);
 	CHECK(weft_group_spawn(g, failing_member, NULL) == 20);
 	CHECK(weft_group_wait(g) == -EIO);
-	CHECK(weft_now() - t0 < 5ull * 1000000000);       /* not the 10 s sleeps */
 	for (int i = 0; i < 20; i++)
 		CHECK(weft_group_error(g, i) == -ECANCELED);
 	CHECK(weft_group_error(g, 20) == -EIO);
@@ -779,14 +778,12 @@ static void *group_owner(void *arg)
 static void *group_cancel_main(void *arg)
 {
 	weft_task *t;
-	uint64_t t0 = weft_now();
 	CHECK(weft_spawn(&t, group_owner, NULL) == 0);
 	weft_sleep(2000000);
 	CHECK(weft_cancel(t) == 0);
 	void *r;
 	CHECK(weft_join(t, &r) == 0);
-	CHECK((intptr_t)r == -ECANCELED);
-	CHECK(weft_now() - t0 < 5ull * 1000000000);
+	CHECK((intptr_t)r == -ECANCELED);    /* group_owner checks its members' */
 	return NULL;
 }
 

@@ -1064,13 +1064,30 @@ static void *introspect(void *arg)
 
 	struct weft_stats st;
 	struct weft_worker_stats per[4];
+	memset(per, 0, sizeof per);
 	cr_assert_eq(weft_rt_stats(rt, &st, per, 4), 0);
+	cr_assert_eq(st.workers, 2);
 	cr_assert_geq(st.total.spawns, 3);
 	cr_assert_geq(st.total.switches, 4);
 	cr_assert_geq(st.live, 4);
-	char line[512];
+	/* one read of each worker feeds both views, so they agree exactly */
+	uint64_t switches = 0, spawns = 0, parks = 0, wakes = 0;
+	for (unsigned i = 0; i < st.workers; i++) {
+		switches += per[i].switches;
+		spawns += per[i].spawns;
+		parks += per[i].parks;
+		wakes += per[i].wakes;
+	}
+	cr_assert_eq(switches, st.total.switches);
+	cr_assert_eq(spawns, st.total.spawns);
+	cr_assert_eq(parks, st.total.parks);
+	cr_assert_eq(wakes, st.total.wakes);
+	char line[512], want[128];
 	cr_assert_gt(weft_stats_format(&st, line, sizeof line), 0);
-	cr_assert_not_null(strstr(line, "spawns="), "%s", line);
+	snprintf(want, sizeof want, "workers=2 live=%llu switches=%llu spawns=%llu ",
+	         (unsigned long long)st.live, (unsigned long long)st.total.switches,
+	         (unsigned long long)st.total.spawns);
+	cr_assert_not_null(strstr(line, want), "want \"%s\" in %s", want, line);
 
 	char *buf = NULL;
 	size_t len = 0;

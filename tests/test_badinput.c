@@ -17,6 +17,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static void *noop(void *arg) { return arg; }
@@ -306,68 +309,201 @@ Test(badinput, double_join_at_once)
 }
 
 /* "Negative" unsigned timeouts (UINT64_MAX, huge): mean a very long wait,
- * never an immediate -ETIMEDOUT from an overflowing deadline. */
-static void *late_send(void *arg)
+ * never an immediate -ETIMEDOUT from an overflowing deadline, and never no
+ * deadline at all. Each blocking call below really waits with the huge
+ * timeout: a waiter parks in it, and main reads the deadline it armed from
+ * weft_dump ("(deadline in <ms> ms)") before it ends the call by the
+ * ordinary means (a send, an unlock, a post...), which must be what ended
+ * it. now + timeout must saturate at UINT64_MAX: a wrapped sum is a deadline
+ * in the past (the call fails at once, never parks), and a timeout taken
+ * for "none" arms no deadline (the dump shows none). */
+enum { H_CHAN, H_MUTEX, H_RWLOCK, H_COND, H_SEM, H_WG, H_BARRIER, H_SLEEP, H_KINDS };
+
+struct huge {
+	int kind;
+	uint64_t timeout;
+	weft_chan *ch;
+	weft_mutex m, cm;
+	weft_rwlock l;
+	weft_cond c;
+	bool go;
+	weft_sem s;
+	weft_wg wg;
+	weft_barrier b;
+};
+
+static void *huge_waiter(void *arg)
 {
-	weft_chan *ch = arg;
-	int v = 42;
-	weft_sleep(1000000);                /* 1 ms: the receiver waits first */
-	CHECK(weft_chan_send(ch, &v) == 0);
-	return NULL;
+	struct huge *h = arg;
+	int v = 0, r = -1;
+	switch (h->kind) {
+	case H_CHAN:
+		r = weft_chan_recv_timeout(h->ch, &v, h->timeout);
+		if (r == 0 && v != 42)
+			r = 1;
+		break;
+	case H_MUTEX:
+		r = weft_mutex_lock_timeout(&h->m, h->timeout);
+		if (r == 0)
+			r = weft_mutex_unlock(&h->m);
+		break;
+	case H_RWLOCK:
+		r = weft_rwlock_wrlock_timeout(&h->l, h->timeout);
+		if (r == 0)
+			r = weft_rwlock_unlock(&h->l);
+		break;
+	case H_COND:
+		r = weft_mutex_lock(&h->cm);
+		if (r)
+			break;
+		while (!h->go && r == 0)
+			r = weft_cond_wait_timeout(&h->c, &h->cm, h->timeout);
+		if (weft_mutex_unlock(&h->cm) != 0)
+			r = 1;
+		break;
+	case H_SEM: r = weft_sem_wait_timeout(&h->s, h->timeout); break;
+	case H_WG: r = weft_wg_wait_timeout(&h->wg, h->timeout); break;
+	case H_BARRIER:
+		r = weft_barrier_wait_timeout(&h->b, h->timeout);
+		if (r == WEFT_BARRIER_SERIAL)
+			r = 0;
+		break;
+	case H_SLEEP: r = weft_sleep(h->timeout); break;
+	}
+	return (void *)(intptr_t)r;
 }
 
-static void *late_post(void *arg)
+/* The armed deadline of coroutine `id`, in ms from now, once weft_dump
+ * shows it parked (bounded: 5000 tries, 1 ms apart); -1 if it never did,
+ * -2 if it parked with no deadline. */
+static double parked_deadline_ms(uint64_t id)
 {
-	weft_sleep(1000000);
-	CHECK(weft_sem_post(arg) == 0);
-	return NULL;
+	char key[48];
+	snprintf(key, sizeof key, "coroutine %llu \"", (unsigned long long)id);
+	for (int tries = 0; tries < 5000; tries++) {
+		if (tries)
+			weft_sleep(1000000);
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		if (!f)
+			return -1;
+		weft_dump(f);
+		fclose(f);
+		double ms = -1;
+		char *p = strstr(buf, key);
+		if (p) {
+			p[strcspn(p, "\n")] = 0;
+			if (strstr(p, ": parked, waiting for")) {
+				char *d = strstr(p, "(deadline in ");
+				ms = d ? strtod(d + strlen("(deadline in "), NULL) : -2;
+			}
+		}
+		free(buf);
+		if (ms != -1)
+			return ms;
+	}
+	return -1;
 }
 
-static void *late_write(void *arg)
+struct huge_read { int fd; uint64_t timeout; };
+
+static void *huge_reader(void *arg)
 {
-	weft_sleep(1000000);
-	CHECK(weft_write(*(int *)arg, "x", 1, -1) == 1);
-	return NULL;
+	struct huge_read *hr = arg;
+	char c = 0;
+	ssize_t n = weft_read_timeout(hr->fd, &c, 1, -1, hr->timeout);
+	return (void *)(intptr_t)(n == 1 ? c : n);
 }
+
+static const char *const huge_names[H_KINDS] = {
+	"chan recv", "mutex", "rwlock", "cond", "sem", "wait group", "barrier", "sleep",
+};
 
 static void *huge_timeouts(void *arg)
 {
 	(void)arg;
-	weft_chan *ch;
-	CHECK(weft_chan_create(&ch, sizeof(int), 0) == 0);
-	weft_task *t;
-	CHECK(weft_spawn(&t, late_send, ch) == 0);
-	int v = 0;
-	CHECK(weft_chan_recv_timeout(ch, &v, UINT64_MAX) == 0 && v == 42);
-	CHECK(weft_join(t, NULL) == 0);
+	/* Two huge timeouts per call: UINT64_MAX, and one that wraps only
+	 * when added to now (so a special case for UINT64_MAX alone would
+	 * not do). Both saturate: the deadline is UINT64_MAX. */
+	const uint64_t timeouts[2] = { UINT64_MAX, UINT64_MAX - weft_now() / 2 };
+	for (int k = 0; k < H_KINDS; k++) {
+		for (int j = 0; j < 2; j++) {
+			struct huge h = { .kind = k, .timeout = timeouts[j] };
+			weft_mutex_init(&h.m);
+			weft_mutex_init(&h.cm);
+			weft_rwlock_init(&h.l);
+			weft_cond_init(&h.c);
+			weft_sem_init(&h.s, 0);
+			weft_wg_init(&h.wg);
+			CHECK(weft_barrier_init(&h.b, 2) == 0);
+			CHECK(weft_chan_create(&h.ch, sizeof(int), 0) == 0);
+			/* what the waiter waits for is held */
+			if (k == H_MUTEX)
+				CHECK(weft_mutex_lock(&h.m) == 0);
+			if (k == H_RWLOCK)
+				CHECK(weft_rwlock_rdlock(&h.l) == 0);
+			if (k == H_WG)
+				CHECK(weft_wg_add(&h.wg, 1) == 0);
 
-	weft_mutex m;
-	weft_mutex_init(&m);
-	CHECK(weft_mutex_lock_timeout(&m, UINT64_MAX) == 0);
-	CHECK(weft_mutex_unlock(&m) == 0);
+			weft_task *t;
+			CHECK(weft_spawn(&t, huge_waiter, &h) == 0);
+			double ms = parked_deadline_ms(weft_task_id(t));
+			double want = ((double)UINT64_MAX - (double)weft_now()) / 1e6;
+			int v = 42, expect = 0;
+			switch (k) {       /* end the call the ordinary way */
+			case H_CHAN: CHECK(weft_chan_send_timeout(h.ch, &v, 10ull * 1000000000) == 0); break;
+			case H_MUTEX: CHECK(weft_mutex_unlock(&h.m) == 0); break;
+			case H_RWLOCK: CHECK(weft_rwlock_unlock(&h.l) == 0); break;
+			case H_COND:
+				CHECK(weft_mutex_lock(&h.cm) == 0);
+				h.go = true;
+				weft_cond_signal(&h.c);
+				CHECK(weft_mutex_unlock(&h.cm) == 0);
+				break;
+			case H_SEM: CHECK(weft_sem_post(&h.s) == 0); break;
+			case H_WG: CHECK(weft_wg_done(&h.wg) == 0); break;
+			case H_BARRIER: {
+				int r = weft_barrier_wait_timeout(&h.b, 10ull * 1000000000);
+				CHECK(r == 0 || r == WEFT_BARRIER_SERIAL);
+				break;
+			}
+			case H_SLEEP:
+				CHECK(weft_cancel(t) == 0);
+				expect = -ECANCELED;
+				break;
+			}
+			void *r = (void *)(intptr_t)1;
+			CHECK(weft_join(t, &r) == 0);
+			if ((intptr_t)r != expect || !(ms > want - 60000 && ms < want + 60000)) {
+				fprintf(stderr, "%s, timeout %llu: result %d (want %d), deadline in %.3f ms "
+				        "(want %.3f)\n", huge_names[k], (unsigned long long)timeouts[j],
+				        (int)(intptr_t)r, expect, ms, want);
+				CHECK(false);
+			}
+			weft_chan_destroy(h.ch);
+		}
+	}
 
-	/* a semaphore posted late, and a pipe written late */
-	weft_sem s;
-	weft_sem_init(&s, 0);
-	CHECK(weft_spawn(&t, late_post, &s) == 0);
-	CHECK(weft_sem_wait_timeout(&s, UINT64_MAX) == 0);
-	CHECK(weft_join(t, NULL) == 0);
+	/* I/O: the deadline is the kernel's linked timeout, which weft_dump
+	 * does not show; wrapped, it would be in the past (-ETIMEDOUT at once,
+	 * H4's finding in op_begin). The write comes once the reader parks. */
 	int fds[2];
 	CHECK(pipe(fds) == 0);
-	CHECK(weft_spawn(&t, late_write, &fds[1]) == 0);
-	char c = 0;
-	CHECK(weft_read_timeout(fds[0], &c, 1, -1, (uint64_t)INT64_MAX) == 1 && c == 'x');
-	CHECK(weft_join(t, NULL) == 0);
-	/* UINT64_MAX too: op_begin used to add it to now unsaturated, a
-	 * deadline in the past, and return -ETIMEDOUT at once */
-	c = 0;
-	CHECK(weft_spawn(&t, late_write, &fds[1]) == 0);
-	CHECK(weft_read_timeout(fds[0], &c, 1, -1, UINT64_MAX) == 1 && c == 'x');
-	CHECK(weft_join(t, NULL) == 0);
+	const uint64_t io_timeouts[3] = { (uint64_t)INT64_MAX, UINT64_MAX,
+	                                  UINT64_MAX - weft_now() / 2 };
+	for (int j = 0; j < 3; j++) {
+		struct huge_read hr = { fds[0], io_timeouts[j] };
+		weft_task *t;
+		CHECK(weft_spawn(&t, huge_reader, &hr) == 0);
+		CHECK(parked_deadline_ms(weft_task_id(t)) != -1);
+		CHECK(write(fds[1], "x", 1) == 1);
+		void *r = NULL;
+		CHECK(weft_join(t, &r) == 0);
+		CHECK((intptr_t)r == 'x');
+	}
 	close(fds[0]);
 	close(fds[1]);
-
-	weft_chan_destroy(ch);
 	return NULL;
 }
 

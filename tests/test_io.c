@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -949,4 +950,52 @@ Test(io, hog_no_rescue_signal_flag_sends_none, .timeout = 60)
 	hostage_run(1, WEFT_RT_NO_RESCUE_SIGNAL, &h);
 	cr_assert_geq(h.starved_seen, 1, "the monitor never reported the hog in 20 s: nothing tested");
 	cr_assert_eq(h.rescued_seen, 0, "a completion was rescued without the signal");
+}
+
+/* SIGURGs weft did not send go to the handler it replaced (weft.h,
+ * WEFT_RT_NO_RESCUE_SIGNAL). Ours is installed before any runtime exists; a
+ * rescue makes weft install its own on top (on first use, see the test
+ * above); then SIGURGs we send ourselves must still reach ours: to this
+ * thread, outside any runtime, and to a worker's thread, from a coroutine
+ * (weft's handler sees a worker there, with no rescue asked of it). A
+ * signal a thread sends itself is handled before pthread_kill returns. */
+static _Atomic unsigned own_urgs;
+
+static void own_urg(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&own_urgs, 1);
+}
+
+static void *urg_on_worker(void *arg)
+{
+	(void)arg;
+	unsigned before = atomic_load(&own_urgs);
+	CHECK(pthread_kill(pthread_self(), SIGURG) == 0, "pthread_kill");
+	CHECK(atomic_load(&own_urgs) > before,
+	      "a SIGURG sent to a worker's thread did not reach the handler weft replaced");
+	return NULL;
+}
+
+Test(io, foreign_sigurg_reaches_the_handler_weft_replaced, .timeout = 60)
+{
+	struct sigaction sa, cur;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = own_urg;
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGURG, &sa, NULL), 0);
+
+	struct hostage h = { .spin_ns = 20 * SEC };
+	atomic_store(&h.stop, 1);
+	hostage_run(1, 0, &h);
+	cr_assert_geq(h.rescued_seen, 1, "no completion was rescued in 20 s: nothing tested");
+	cr_assert_eq(sigaction(SIGURG, NULL, &cur), 0);
+	cr_assert(cur.sa_handler != own_urg && cur.sa_handler != SIG_DFL && cur.sa_handler != SIG_IGN,
+	          "weft did not install its SIGURG handler for the rescue");
+
+	unsigned before = atomic_load(&own_urgs);
+	cr_assert_eq(pthread_kill(pthread_self(), SIGURG), 0);
+	cr_assert_gt(atomic_load(&own_urgs), before,
+	             "a SIGURG sent to a plain thread did not reach the handler weft replaced");
+	cr_assert_null(run_in(1, 0, urg_on_worker, NULL), "see stderr");
 }

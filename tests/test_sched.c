@@ -4,13 +4,17 @@
  * machine on purpose: preempted workers must not lose or duplicate work).
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -243,15 +247,79 @@ static void *named(void *arg)
 	return (void *)weft_task_name(weft_self());
 }
 
+/* weft_dump's line for coroutine `id` once it shows as parked, copied into
+ * out (bounded: 5000 tries, 1 ms apart). By id, not by name: a test of
+ * names must find the line whatever the name became. */
+static bool parked_dump_line(uint64_t id, char *out, size_t len)
+{
+	char key[48];
+	snprintf(key, sizeof key, "coroutine %llu \"", (unsigned long long)id);
+	for (int tries = 0; tries < 5000; tries++) {
+		if (tries)
+			weft_sleep(1000000);
+		char *buf = NULL;
+		size_t blen = 0;
+		FILE *f = open_memstream(&buf, &blen);
+		if (!f)
+			return false;
+		weft_dump(f);
+		fclose(f);
+		char *p = strstr(buf, key);
+		bool ok = false;
+		if (p) {
+			size_t n = strcspn(p, "\n");
+			snprintf(out, len, "%.*s", (int)n, p);
+			ok = strstr(out, ": parked") != NULL;
+		}
+		free(buf);
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
+#define LONG_NAME "a-rather-long-coroutine-name-over-31-bytes"
+
+/* What spawn_opts saw, asserted on the test's thread. */
+struct spawn_seen {
+	int spawned, found, ended;
+	char name[64];                /* weft_task_name inside the child */
+	char line[512];               /* its weft_dump line while parked */
+	int dflt_spawned, dflt_found, dflt_ended;
+	char dflt_line[512];          /* the same for a spawn without a size */
+};
+
+/* Records its name (the record is recycled after the join, so the child
+ * copies it), then parks until cancelled. */
+static void *named_parker(void *arg)
+{
+	char *name = arg;
+	if (name)
+		snprintf(name, 64, "%s", weft_task_name(weft_self()));
+	return (void *)(intptr_t)weft_sleep(3600ull * 1000000000ull);
+}
+
 static void *spawn_opts(void *arg)
 {
-	struct weft_spawn_opts o = { .name = "a-rather-long-coroutine-name-over-31-bytes",
-	                             .stack_size = 256 * 1024 };
+	struct spawn_seen *seen = arg;
+	struct weft_spawn_opts o = { .name = LONG_NAME, .stack_size = 256 * 1024 };
 	weft_task *t;
-	cr_assert_eq(weft_spawn_opts(&t, named, NULL, &o), 0);
-	void *r;
-	cr_assert_eq(weft_join(t, &r), 0);
-	/* the name is copied; the record is recycled after join, so compare now */
+	void *r = NULL;
+	seen->spawned = weft_spawn_opts(&t, named_parker, seen->name, &o);
+	if (seen->spawned == 0) {
+		seen->found = parked_dump_line(weft_task_id(t), seen->line, sizeof seen->line);
+		weft_cancel(t);
+		seen->ended = weft_join(t, &r) == 0 && (intptr_t)r == -ECANCELED;
+	}
+	/* no size asked: the runtime's */
+	struct weft_spawn_opts d = { .name = "default-stack" };
+	seen->dflt_spawned = weft_spawn_opts(&t, named_parker, NULL, &d);
+	if (seen->dflt_spawned == 0) {
+		seen->dflt_found = parked_dump_line(weft_task_id(t), seen->dflt_line,
+		                                    sizeof seen->dflt_line);
+		weft_cancel(t);
+		seen->dflt_ended = weft_join(t, &r) == 0 && (intptr_t)r == -ECANCELED;
+	}
 	struct weft_spawn_opts bad = { .stack_size = 100 };
 	cr_assert_eq(weft_spawn_opts(&t, named, NULL, &bad), -EINVAL);
 	struct weft_spawn_opts badflags = { .flags = 1 };
@@ -260,9 +328,27 @@ static void *spawn_opts(void *arg)
 	return NULL;
 }
 
+/* The options take effect: the name is kept up to 31 bytes (weft.h), and
+ * the stack is the size asked for, as weft_dump reports it for a parked
+ * coroutine ("stack <used>/<size> KiB in use"). */
 Test(sched, spawn_options)
 {
-	run_main(2, spawn_opts, NULL);
+	static struct spawn_seen seen;
+	run_main(2, spawn_opts, &seen);
+	char want[32];
+	memcpy(want, LONG_NAME, 31);                   /* the first 31 bytes */
+	want[31] = 0;
+	cr_assert_eq(seen.spawned, 0);
+	cr_assert_str_eq(seen.name, want, "name kept as \"%s\"", seen.name);
+	cr_assert(seen.found, "never shown as parked: \"%s\"", seen.line);
+	cr_assert_not_null(strstr(seen.line, want), "%s", seen.line);
+	cr_assert_not_null(strstr(seen.line, "/256 KiB in use"), "%s", seen.line);
+	cr_assert(seen.ended);
+	cr_assert_eq(seen.dflt_spawned, 0);
+	cr_assert(seen.dflt_found, "never shown as parked: \"%s\"", seen.dflt_line);
+	cr_assert_not_null(strstr(seen.dflt_line, "\"default-stack\""), "%s", seen.dflt_line);
+	cr_assert_not_null(strstr(seen.dflt_line, "/64 KiB in use"), "%s", seen.dflt_line);
+	cr_assert(seen.dflt_ended);
 }
 
 /* -------------------------------------------------------- cancellation --- */
@@ -500,37 +586,142 @@ Test(sched, spawn_from_plain_thread)
 	cr_assert_eq(weft_rt_destroy(rt), 0);
 }
 
-/* destroy cancels what is still alive and waits for it */
+/* destroy cancels what is still alive and waits for it: every sleeper's
+ * sleep has ended with -ECANCELED, and the sleeper has returned, by the
+ * time destroy does. */
+static _Atomic int destroy_cancelled, destroy_other;
+
+static void *counted_sleeper(void *arg)
+{
+	int r = weft_sleep(3600ull * 1000000000ull);
+	atomic_fetch_add(r == -ECANCELED ? &destroy_cancelled : &destroy_other, 1);
+	return NULL;
+}
+
 Test(sched, destroy_cancels_live_coroutines)
 {
 	FOR_EACH_WORKERS(n) {
+		atomic_store(&destroy_cancelled, 0);
+		atomic_store(&destroy_other, 0);
 		weft_rt *rt = make_rt(n);
 		for (int i = 0; i < 1000; i++)
-			cr_assert_eq(weft_rt_spawn(rt, NULL, sleeper, NULL), 0);
+			cr_assert_eq(weft_rt_spawn(rt, NULL, counted_sleeper, NULL), 0);
 		weft_task *joinable;
-		cr_assert_eq(weft_rt_spawn(rt, &joinable, sleeper, NULL), 0);
+		cr_assert_eq(weft_rt_spawn(rt, &joinable, counted_sleeper, NULL), 0);
 		cr_assert_eq(weft_rt_run(rt, ret_arg, NULL, NULL), 0);
 		cr_assert_eq(weft_rt_destroy(rt), 0);
+		cr_assert_eq(atomic_load(&destroy_cancelled), 1001, "workers=%u: %d cancelled", n,
+		             atomic_load(&destroy_cancelled));
+		cr_assert_eq(atomic_load(&destroy_other), 0);
 	}
 }
 
 /* ------------------------------------------------------------- idle --- */
 
+/*
+ * An idle runtime makes no work for the machine. Counted in events, not
+ * measured in CPU time: CPU time depends on the machine's load and on the
+ * build (sanitizers run checks and threads of their own), while an idle
+ * runtime's events are fixed by its design. Idle, every worker sleeps in its
+ * ring with no timeout and the monitor in a timed wait of 50 ms
+ * (runtime.c), so over an idle period:
+ *   - the workers' counters (coroutines resumed, victims probed, parks,
+ *     ring enters) stay still, but for the few steps a worker may still
+ *     take on its way to sleep; a worker that polls or spins moves one of
+ *     them on every turn of its loop (find_work searches, then parks);
+ *   - the runtime's threads block and wake a bounded number of times: the
+ *     monitor once per 50 ms of the period. A thread that wakes more often
+ *     (a monitor or a worker on a short timer) shows in the context switch
+ *     counts of /proc/self/task/<tid>/status.
+ * The period's length, measured, only sets how many monitor ticks it may
+ * hold: a slow or loaded machine stretches the period, not the counts.
+ */
+#define MAX_TIDS 512
+
+/* The thread ids of this process, from /proc/self/task. */
+static int list_tids(pid_t *tids, int cap)
+{
+	DIR *d = opendir("/proc/self/task");
+	cr_assert_not_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < cap)
+		if (e->d_name[0] != '.')
+			tids[n++] = (pid_t)atoi(e->d_name);
+	closedir(d);
+	return n;
+}
+
+/* Context switches, voluntary and not, of every thread of this process that
+ * is not in old[0..nold): the threads started since old was listed. */
+static long new_threads_switches(const pid_t *old, int nold, int *nthreads)
+{
+	pid_t tids[MAX_TIDS];
+	int n = list_tids(tids, MAX_TIDS);
+	long sum = 0;
+	*nthreads = 0;
+	for (int i = 0; i < n; i++) {
+		bool known = false;
+		for (int k = 0; k < nold && !known; k++)
+			known = old[k] == tids[i];
+		if (known)
+			continue;
+		char path[64], line[128];
+		snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tids[i]);
+		FILE *f = fopen(path, "re");
+		if (!f)
+			continue;                   /* it has exited meanwhile */
+		(*nthreads)++;
+		long v;
+		while (fgets(line, sizeof line, f))
+			if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1 ||
+			    sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+				sum += v;
+		fclose(f);
+	}
+	return sum;
+}
+
+static uint64_t worker_events(weft_rt *rt)
+{
+	struct weft_stats st;
+	cr_assert_eq(weft_rt_stats(rt, &st, NULL, 0), 0);
+	return st.total.switches + st.total.steals_tried + st.total.parks + st.total.io_enters;
+}
+
 Test(sched, idle_runtime_uses_no_cpu)
 {
-	weft_rt *rt = make_rt(2);
-	/* let the workers settle into their rings */
+	enum { WORKERS = 2 };
+	pid_t before[MAX_TIDS];
+	int nbefore = list_tids(before, MAX_TIDS);
+	weft_rt *rt = make_rt(WORKERS);
 	cr_assert_eq(weft_rt_run(rt, ret_arg, NULL, NULL), 0);
-	usleep(100000);
-	struct rusage a, b;
-	getrusage(RUSAGE_SELF, &a);
-	usleep(1000000);
-	getrusage(RUSAGE_SELF, &b);
-	double used = (b.ru_utime.tv_sec - a.ru_utime.tv_sec) + (b.ru_stime.tv_sec - a.ru_stime.tv_sec) +
-	              ((b.ru_utime.tv_usec - a.ru_utime.tv_usec) +
-	               (b.ru_stime.tv_usec - a.ru_stime.tv_usec)) / 1e6;
-	cr_assert_lt(used, 0.05, "idle runtime used %.3f s of CPU in 1 s", used);
+	/* Settled: the counters held still over 20 ms (bounded: 500 tries). */
+	uint64_t ev = worker_events(rt);
+	for (int tries = 0; tries < 500; tries++) {
+		usleep(20000);
+		uint64_t now = worker_events(rt);
+		if (now == ev)
+			break;
+		ev = now;
+	}
+	int nthreads;
+	long sw0 = new_threads_switches(before, nbefore, &nthreads);
+	uint64_t ev0 = worker_events(rt), t0 = weft_now();
+	usleep(500000);
+	long sw1 = new_threads_switches(before, nbefore, &nthreads);
+	uint64_t ev1 = worker_events(rt), t1 = weft_now();
 	cr_assert_eq(weft_rt_destroy(rt), 0);
+
+	cr_assert_geq(nthreads, WORKERS + 1, "the workers and the monitor: %d threads", nthreads);
+	cr_assert_leq(ev1 - ev0, 4 * WORKERS, "idle workers: %llu scheduling events",
+	              (unsigned long long)(ev1 - ev0));
+	/* the monitor: one wake per 50 ms; each wake is a switch out and maybe
+	 * one preempted; plus a few for the threads settling */
+	long ticks = (long)((t1 - t0) / 50000000) + 1;
+	cr_assert_leq(sw1 - sw0, 2 * ticks + 4 * (WORKERS + 1),
+	              "%ld context switches of the runtime's %d threads in %.3f s (%ld monitor ticks)",
+	              sw1 - sw0, nthreads, (double)(t1 - t0) / 1e9, ticks);
 }
 
 /* ------------------------------------------- deadlines and cancel order --- */
@@ -683,6 +874,178 @@ Test(sched, coroutine_locals)
 	}
 }
 
+/* ------------------------------------------- in a child process --- */
+
+/* Fork a child running fn with its stderr on a pipe; the parent's end of
+ * the pipe goes to *fd. alarm() bounds the child (60 s), so waiting for it
+ * is bounded too. */
+static pid_t child_with_stderr(void (*fn)(void), int *fd)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		dup2(p[1], 2);
+		close(p[1]);
+		alarm(60);
+		fn();
+		_exit(99);
+	}
+	close(p[1]);
+	*fd = p[0];
+	return pid;
+}
+
+/* Append the child's stderr to buf (NUL-terminated, *n bytes) until it
+ * contains want, or with want NULL until end of file; at most timeout_ms.
+ * true when that happened. */
+static bool read_until(int fd, char *buf, size_t cap, size_t *n, const char *want,
+                       int timeout_ms)
+{
+	uint64_t end = weft_now() + (uint64_t)timeout_ms * 1000000;
+	for (;;) {
+		buf[*n] = 0;
+		if (want && strstr(buf, want))
+			return true;
+		uint64_t now = weft_now();
+		if (now >= end)
+			return false;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int r = poll(&p, 1, (int)((end - now) / 1000000) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		ssize_t k = read(fd, buf + *n, cap - 1 - *n);
+		if (k <= 0)
+			return want == NULL;            /* end of file (or buf full) */
+		*n += (size_t)k;
+	}
+}
+
+/* A real coroutine's overflow is reported with its id, name and stack
+ * size: the runtime registers the stack of each coroutine it switches to
+ * with the overflow handler (test_ctx.c checks the handler on a context
+ * made by hand). Not instrumented by ASan, whose fake stack would take the
+ * frames off the coroutine's stack. */
+static volatile uint64_t overflow_limit = UINT64_MAX;  /* never reached */
+
+__attribute__((noinline, no_sanitize("address")))
+static uint64_t overflow(uint64_t x)
+{
+	volatile unsigned char frame[256];
+	frame[0] = (unsigned char)x;
+	if (x == overflow_limit)
+		return 0;
+	return overflow(x + 1) + frame[0];    /* not a tail call */
+}
+
+static void *overflower(void *arg)
+{
+	char msg[64];
+	int n = snprintf(msg, sizeof msg, "overflower id %llu\n",
+	                 (unsigned long long)weft_task_id(weft_self()));
+	if (write(2, msg, (size_t)n) != n)
+		_exit(97);
+	return (void *)(uintptr_t)overflow(1);
+}
+
+static void *overflow_main(void *arg)
+{
+	weft_task *t;
+	struct weft_spawn_opts o = { .name = "deep-one", .stack_size = 128 * 1024 };
+	if (weft_spawn_opts(&t, overflower, NULL, &o) == 0)
+		weft_join(t, NULL);
+	return NULL;
+}
+
+static void child_overflow(void)
+{
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 2 };
+	if (weft_rt_create(&rt, &cfg))
+		_exit(98);
+	weft_rt_run(rt, overflow_main, NULL, NULL);
+	_exit(96);                             /* not reached: the overflow aborts */
+}
+
+Test(sched, stack_overflow_in_a_coroutine_names_it, .timeout = 120)
+{
+	char buf[8192];
+	size_t n = 0;
+	int fd, st;
+	pid_t pid = child_with_stderr(child_overflow, &fd);
+	read_until(fd, buf, sizeof buf, &n, NULL, 60000);
+	close(fd);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	unsigned long long id = 0;
+	const char *p = strstr(buf, "overflower id ");
+	cr_assert(p && sscanf(p, "overflower id %llu", &id) == 1, "stderr: %s", buf);
+	char want[128];
+	snprintf(want, sizeof want,
+	         "weft: stack overflow in coroutine %llu \"deep-one\" (stack 128 KiB)\n", id);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x, stderr: %s", st, buf);
+	cr_assert_not_null(strstr(buf, want), "want \"%s\", stderr: %s", want, buf);
+}
+
+/* weft_dump_on_sigquit: SIGQUIT makes the monitor dump every coroutine to
+ * stderr (without the handler SIGQUIT would end the child). The child says
+ * when its coroutine runs; the parent then sends SIGQUIT and reads until
+ * the coroutine's dump line shows, then kills the child. */
+static void *quitter(void *arg)
+{
+	static const char ready[] = "quitter ready\n";
+	weft_set_name("quitter");
+	if (write(2, ready, sizeof ready - 1) != (ssize_t)(sizeof ready - 1))
+		_exit(97);
+	weft_sleep(30ull * 1000000000);        /* the parent kills us first */
+	return NULL;
+}
+
+/* The runtime's threads start with SIGQUIT blocked and the child's main
+ * thread takes it, waiting in usleep: TSan delivers a signal to a thread
+ * only in or after a call it intercepts, never to one blocked in
+ * io_uring_enter, so a SIGQUIT that landed on a sleeping worker would wait
+ * there. */
+static void child_sigquit(void)
+{
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 1 };
+	sigset_t quit, old;
+	sigemptyset(&quit);
+	sigaddset(&quit, SIGQUIT);
+	if (weft_dump_on_sigquit() != 0)
+		_exit(95);
+	pthread_sigmask(SIG_BLOCK, &quit, &old);
+	if (weft_rt_create(&rt, &cfg) || weft_rt_spawn(rt, NULL, quitter, NULL))
+		_exit(98);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	for (int i = 0; i < 600; i++)          /* 60 s at most; killed first */
+		usleep(100000);
+	_exit(0);
+}
+
+Test(sched, sigquit_dumps_every_coroutine, .timeout = 120)
+{
+	char buf[16384];
+	size_t n = 0;
+	int fd, st;
+	pid_t pid = child_with_stderr(child_sigquit, &fd);
+	bool ready = read_until(fd, buf, sizeof buf, &n, "quitter ready\n", 30000);
+	if (ready)
+		kill(pid, SIGQUIT);
+	bool dumped = ready && read_until(fd, buf, sizeof buf, &n, "\"quitter\": ", 30000);
+	kill(pid, SIGKILL);
+	close(fd);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(ready, "the child never ran its coroutine: status %#x, stderr: %s", st, buf);
+	cr_assert(dumped, "no dump after SIGQUIT: status %#x, stderr: %s", st, buf);
+	cr_assert_not_null(strstr(buf, "weft: runtime "), "stderr: %s", buf);
+}
+
 /* ------------------------------------------------ stats, dump, starve --- */
 
 static void *named_sleeper(void *arg)
@@ -701,13 +1064,30 @@ static void *introspect(void *arg)
 
 	struct weft_stats st;
 	struct weft_worker_stats per[4];
+	memset(per, 0, sizeof per);
 	cr_assert_eq(weft_rt_stats(rt, &st, per, 4), 0);
+	cr_assert_eq(st.workers, 2);
 	cr_assert_geq(st.total.spawns, 3);
 	cr_assert_geq(st.total.switches, 4);
 	cr_assert_geq(st.live, 4);
-	char line[512];
+	/* one read of each worker feeds both views, so they agree exactly */
+	uint64_t switches = 0, spawns = 0, parks = 0, wakes = 0;
+	for (unsigned i = 0; i < st.workers; i++) {
+		switches += per[i].switches;
+		spawns += per[i].spawns;
+		parks += per[i].parks;
+		wakes += per[i].wakes;
+	}
+	cr_assert_eq(switches, st.total.switches);
+	cr_assert_eq(spawns, st.total.spawns);
+	cr_assert_eq(parks, st.total.parks);
+	cr_assert_eq(wakes, st.total.wakes);
+	char line[512], want[128];
 	cr_assert_gt(weft_stats_format(&st, line, sizeof line), 0);
-	cr_assert_not_null(strstr(line, "spawns="), "%s", line);
+	snprintf(want, sizeof want, "workers=2 live=%llu switches=%llu spawns=%llu ",
+	         (unsigned long long)st.live, (unsigned long long)st.total.switches,
+	         (unsigned long long)st.total.spawns);
+	cr_assert_not_null(strstr(line, want), "want \"%s\" in %s", want, line);
 
 	char *buf = NULL;
 	size_t len = 0;
@@ -994,9 +1374,14 @@ static void *pair_main(void *arg)
 	return NULL;
 }
 
-/* Nothing else runnable: no worker but the pair's takes part. The only
- * steal the runtime may make is of main's continuation when it spawns the
- * echoer (child first); the pair then meets on one worker for good. */
+/* Nothing else runnable: no worker but the pair's takes part. The runtime
+ * steals main's continuation when it spawns the echoer (child first), and
+ * may steal the pair's next half in the rare moment it sits in the run
+ * queue when the monitor looks for stranded work; the pair otherwise meets
+ * on one worker for good. The bound is a share of the hand-offs, not a
+ * count that a longer (slower, sanitized) run could exceed: the regression
+ * moved one hand-off in three (thousands of steals), while the monitor's
+ * looks are a few per run. */
 Test(sched, lifo_pair_keeps_its_worker_when_nothing_else_waits)
 {
 	weft_rt *rt = make_rt(2);
@@ -1006,7 +1391,9 @@ Test(sched, lifo_pair_keeps_its_worker_when_nothing_else_waits)
 	struct weft_stats st;
 	cr_assert_eq(weft_rt_stats(rt, &st, NULL, 0), 0);
 	cr_assert_eq(weft_rt_destroy(rt), 0);
-	cr_assert_leq(st.total.steals, 4, "%llu steals in %d round trips: the pair moved between workers",
+	/* 2 hand-offs per round trip; at most 1 in 200 crossed workers */
+	cr_assert_leq(st.total.steals, 2 * PAIR_ROUNDS / 200,
+	              "%llu steals in %d round trips: the pair moved between workers",
 	              (unsigned long long)st.total.steals, PAIR_ROUNDS);
 }
 

@@ -10,7 +10,13 @@
  *     as a lock of a free mutex, completes even then);
  *   - a blocking call made outside a coroutine returns -EPERM (channels and
  *     sync primitives document where plain threads are allowed instead, and
- *     weft_blocking runs its function inline there).
+ *     weft_blocking runs its function inline there);
+ *   - timeouts: every timeout_ns argument (the _timeout calls, weft_select)
+ *     is relative, in nanoseconds, and means the same everywhere: 0 does not
+ *     wait (the call completes if it can at once, else fails with
+ *     -ETIMEDOUT, as a zero duration does in Go and Tokio), WEFT_FOREVER
+ *     sets no limit, any other value waits at most that long. A region
+ *     deadline (weft_deadline_set) bounds them all as well.
  *
  * Migration and thread-locals: a coroutine may resume on another worker thread
  * after any blocking call (and after weft_yield or weft_spawn). Never keep the
@@ -37,6 +43,9 @@ extern "C" {
 
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1
+
+/** "No limit" for every timeout_ns argument (see Timeouts above). */
+#define WEFT_FOREVER UINT64_MAX
 
 typedef struct weft_rt   weft_rt;
 typedef struct weft_task weft_task;

@@ -182,7 +182,7 @@ static void *consumer(void *arg)
 				{ .chan = M.other, .op = WEFT_SELECT_RECV, .elem = &dummy },
 				{ .chan = M.ch, .op = WEFT_SELECT_RECV, .elem = &v },
 			};
-			r = weft_select(c, 2, WEFT_SELECT_FOREVER);
+			r = weft_select(c, 2, WEFT_FOREVER);
 			CHECK(r == 1);
 			if (r != 1)
 				return NULL;
@@ -357,7 +357,7 @@ static void *timeout_main(void *arg)
 	t0 = weft_now();
 	CHECK(weft_select(&c, 1, 10000000) == -ETIMEDOUT);
 	CHECK(weft_now() - t0 >= 10000000);
-	CHECK(weft_select(&c, 1, WEFT_SELECT_NOWAIT) == -EAGAIN);
+	CHECK(weft_select(&c, 1, 0) == -ETIMEDOUT);            /* 0: does not wait */
 	CHECK(weft_select(NULL, 0, 5000000) == -ETIMEDOUT);     /* empty select */
 	weft_chan_destroy(ch);
 	return NULL;
@@ -378,7 +378,7 @@ static void *cancel_select(void *arg)
 {
 	int v;
 	struct weft_select_case c = { .chan = arg, .op = WEFT_SELECT_RECV, .elem = &v };
-	return (void *)(intptr_t)weft_select(&c, 1, WEFT_SELECT_FOREVER);
+	return (void *)(intptr_t)weft_select(&c, 1, WEFT_FOREVER);
 }
 
 static void *cancel_main(void *arg)
@@ -421,7 +421,7 @@ static void *fairness_main(void *arg)
 		struct weft_select_case c[3];
 		for (int i = 0; i < 3; i++)
 			c[i] = (struct weft_select_case){ ch[i], WEFT_SELECT_RECV, &v, 1 };
-		int r = weft_select(c, 3, WEFT_SELECT_NOWAIT);
+		int r = weft_select(c, 3, 0);
 		CHECK(r >= 0 && r < 3);
 		if (r < 0 || r >= 3)
 			break;
@@ -471,7 +471,7 @@ static void *fair_subset_main(void *arg)
 			struct weft_select_case c[4];
 			for (int i = 0; i < 4; i++)
 				c[i] = (struct weft_select_case){ ch[i], WEFT_SELECT_RECV, &v, 1 };
-			int r = weft_select(c, 4, WEFT_SELECT_NOWAIT);
+			int r = weft_select(c, 4, 0);
 			CHECK(r >= 0 && r < 4 && (mask & (1u << r)));
 			if (r < 0 || r >= 4)
 				break;
@@ -532,14 +532,14 @@ static void *many_cases_main(void *arg)
 	/* case 15 is channel 5's only case (case 5 is NULL) */
 	int five = 5;
 	CHECK(weft_chan_send(ch[5], &five) == 0);
-	CHECK(weft_select(c, MANY, WEFT_SELECT_NOWAIT) == 15 && c[15].result == 0 && v == 5);
+	CHECK(weft_select(c, MANY, 0) == 15 && c[15].result == 0 && v == 5);
 	/* channels 0 and 1 ready: cases 0, 10 (channel 0), 1 (channel 1; case
 	 * 11 is NULL); channel 0 has two cases, so it wins two draws in three */
 	unsigned hits[MANY] = { 0 };
 	for (int round = 0; round < 9000; round++) {
 		int a = 0, b = 1;
 		CHECK(weft_chan_try_send(ch[0], &a) == 0 && weft_chan_try_send(ch[1], &b) == 0);
-		int r = weft_select(c, MANY, WEFT_SELECT_NOWAIT);
+		int r = weft_select(c, MANY, 0);
 		CHECK(r == 0 || r == 10 || r == 1);
 		if (r < 0)
 			break;
@@ -552,7 +552,7 @@ static void *many_cases_main(void *arg)
 		CHECK(i == 0 || i == 1 || i == 10 ? hits[i] >= 2700 && hits[i] <= 3300 : hits[i] == 0);
 	weft_task *t;
 	CHECK(weft_spawn(&t, many_sender, ch[9]) == 0);
-	int r = weft_select(c, MANY, WEFT_SELECT_FOREVER);
+	int r = weft_select(c, MANY, WEFT_FOREVER);
 	CHECK((r == 9 || r == 19) && c[r].result == 0 && v == 77);
 	void *sent;
 	CHECK(weft_join(t, &sent) == 0 && sent == NULL);
@@ -603,12 +603,12 @@ static void *select_wake_main(void *arg)
 			{ s.b, WEFT_SELECT_RECV, &vb, 1 },
 			{ s.c, WEFT_SELECT_SEND, &vc, 1 },
 		};
-		CHECK(weft_select(c, 3, WEFT_SELECT_FOREVER) == 1);
+		CHECK(weft_select(c, 3, WEFT_FOREVER) == 1);
 		CHECK(c[1].result == 0 && vb == 42);
 		CHECK(weft_join(t, NULL) == 0);
 		/* woken by a receiver on c: our send case completes */
 		CHECK(weft_spawn(&t, delayed_receiver, s.c) == 0);
-		CHECK(weft_select(c, 3, WEFT_SELECT_FOREVER) == 2);
+		CHECK(weft_select(c, 3, WEFT_FOREVER) == 2);
 		CHECK(c[2].result == 0);
 		CHECK(weft_join(t, NULL) == 0);
 		/* nobody is left queued anywhere */
@@ -623,9 +623,9 @@ static void *select_wake_main(void *arg)
 	struct weft_select_case c[2] = {
 		{ s.a, WEFT_SELECT_RECV, &v, 1 }, { NULL, WEFT_SELECT_RECV, &v, 1 },
 	};
-	CHECK(weft_select(c, 2, WEFT_SELECT_FOREVER) == 0 && c[0].result == -EPIPE);
+	CHECK(weft_select(c, 2, WEFT_FOREVER) == 0 && c[0].result == -EPIPE);
 	c[0].op = 99;
-	CHECK(weft_select(c, 2, WEFT_SELECT_NOWAIT) == -EINVAL);
+	CHECK(weft_select(c, 2, 0) == -EINVAL);
 	weft_chan_destroy(s.a);
 	weft_chan_destroy(s.b);
 	weft_chan_destroy(s.c);
@@ -796,7 +796,7 @@ static void *dump_selector(void *arg)
 		{ .chan = dump_ch, .op = WEFT_SELECT_RECV, .elem = &a },
 		{ .chan = other, .op = WEFT_SELECT_RECV, .elem = &b },
 	};
-	CHECK(weft_select(cs, 2, WEFT_SELECT_FOREVER) == 1);
+	CHECK(weft_select(cs, 2, WEFT_FOREVER) == 1);
 	CHECK(cs[1].result == 0 && b == 44);
 	return NULL;
 }

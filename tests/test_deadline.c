@@ -58,15 +58,24 @@ static uint64_t nth_deadline(unsigned i)
 	}
 }
 
-/* A _timeout call's own timeout for iteration i: none, shorter than the
- * region's later deadlines, or longer than all of them. */
+/* A _timeout call's own timeout for iteration i: none (WEFT_FOREVER),
+ * zero (do not wait), shorter than the region's later deadlines, or longer
+ * than all of them. */
 static uint64_t nth_own(unsigned i)
 {
-	switch (i / 4 % 3) {
-	case 0:  return 0;
-	case 1:  return 150 * US;
+	switch (i / 4 % 4) {
+	case 0:  return WEFT_FOREVER;
+	case 1:  return 0;
+	case 2:  return 150 * US;
 	default: return 3 * MS;
 	}
+}
+
+/* The absolute deadline a call's own timeout makes, taken just before the
+ * call (the call's own is a little later); 0 for none. */
+static uint64_t own_at(uint64_t own)
+{
+	return own == WEFT_FOREVER ? 0 : weft_now() + own;
 }
 
 /* Opens a region for iteration i; returns its deadline (what the call's
@@ -121,9 +130,11 @@ static void *sleep_loop(void *arg)
 	for (unsigned i = 0; i < ITERS; i++) {
 		uint64_t old, d = region_open(i, &old);
 		uint64_t own = nth_own(i), t0 = weft_now();
-		int r = weft_sleep(own ? own : 3600 * 1000 * MS);
+		if (own == 0)
+			own = 50 * US;           /* weft_sleep(0) is a yield, not a wait */
+		int r = weft_sleep(own != WEFT_FOREVER ? own : 3600 * 1000 * MS);
 		weft_deadline_set(old);
-		if (own && r == 0)
+		if (own != WEFT_FOREVER && r == 0)
 			CHECK(weft_now() - t0 >= own && d >= t0 + own);   /* its own end came first */
 		else
 			CHECK(timed_out_in_order(r, d, 0));
@@ -310,8 +321,8 @@ static void *mutex_loop(void *arg)
 {
 	for (unsigned i = 0; i < ITERS; i++) {
 		uint64_t old, d = region_open(i, &old), own = nth_own(i);
-		uint64_t own_d = own ? weft_now() + own : 0;
-		int r = own ? weft_mutex_lock_timeout(&mx, own) : weft_mutex_lock(&mx);
+		uint64_t own_d = own_at(own);
+		int r = own != WEFT_FOREVER ? weft_mutex_lock_timeout(&mx, own) : weft_mutex_lock(&mx);
 		weft_deadline_set(old);
 		if (r == 0) {
 			take();
@@ -351,12 +362,12 @@ static void *cond_loop(void *arg)
 		CHECK(weft_mutex_lock(&mx) == 0);
 		take();
 		uint64_t own = nth_own(i);
-		uint64_t own_d = own ? weft_now() + own : 0;
+		uint64_t own_d = own_at(own);
 		/* While we wait, the hog takes the mutex; when the deadline
 		 * passes it may well be holding it. */
 		atomic_store(&holder, NULL);
 		uint64_t old, d = region_open(i, &old);
-		int r = own ? weft_cond_wait_timeout(&cv, &mx, own) : weft_cond_wait(&cv, &mx);
+		int r = own != WEFT_FOREVER ? weft_cond_wait_timeout(&cv, &mx, own) : weft_cond_wait(&cv, &mx);
 		weft_deadline_set(old);
 		take();                      /* we hold mx again, and nobody else does */
 		CHECK(r == 0 || timed_out_in_order(r, d, own_d));
@@ -379,9 +390,9 @@ static void *rw_loop(void *arg)
 	for (unsigned i = 0; i < ITERS; i++) {
 		bool write = (i + id) % 3 == 0;
 		uint64_t old, d = region_open(i, &old), own = nth_own(i);
-		uint64_t own_d = own ? weft_now() + own : 0;
-		int r = write ? (own ? weft_rwlock_wrlock_timeout(&rw, own) : weft_rwlock_wrlock(&rw))
-		              : (own ? weft_rwlock_rdlock_timeout(&rw, own) : weft_rwlock_rdlock(&rw));
+		uint64_t own_d = own_at(own);
+		int r = write ? (own != WEFT_FOREVER ? weft_rwlock_wrlock_timeout(&rw, own) : weft_rwlock_wrlock(&rw))
+		              : (own != WEFT_FOREVER ? weft_rwlock_rdlock_timeout(&rw, own) : weft_rwlock_rdlock(&rw));
 		weft_deadline_set(old);
 		if (r) {
 			CHECK(timed_out_in_order(r, d, own_d));
@@ -436,8 +447,8 @@ static void *sem_loop(void *arg)
 {
 	for (unsigned i = 0; i < ITERS; i++) {
 		uint64_t old, d = region_open(i, &old), own = nth_own(i);
-		uint64_t own_d = own ? weft_now() + own : 0;
-		int r = own ? weft_sem_wait_timeout(&sem, own) : weft_sem_wait(&sem);
+		uint64_t own_d = own_at(own);
+		int r = own != WEFT_FOREVER ? weft_sem_wait_timeout(&sem, own) : weft_sem_wait(&sem);
 		weft_deadline_set(old);
 		if (r == 0)
 			atomic_fetch_add(&taken, 1);
@@ -470,8 +481,8 @@ static void *wg_loop(void *arg)
 {
 	for (unsigned i = 0; i < ITERS; i++) {
 		uint64_t old, d = region_open(i, &old), own = nth_own(i);
-		uint64_t own_d = own ? weft_now() + own : 0;
-		int r = own ? weft_wg_wait_timeout(&wg, own) : weft_wg_wait(&wg);
+		uint64_t own_d = own_at(own);
+		int r = own != WEFT_FOREVER ? weft_wg_wait_timeout(&wg, own) : weft_wg_wait(&wg);
 		weft_deadline_set(old);
 		CHECK(timed_out_in_order(r, d, own_d));
 	}
@@ -537,9 +548,9 @@ static void *barrier_loop(void *arg)
 {
 	for (unsigned i = 0; i < ITERS; i++) {
 		uint64_t old, d = region_open(i, &old), own = nth_own(i);
-		uint64_t own_d = own ? weft_now() + own : 0;
+		uint64_t own_d = own_at(own);
 		/* LOOPERS of the LOOPERS + 1 parties: no round completes */
-		int r = own ? weft_barrier_wait_timeout(&bar, own) : weft_barrier_wait(&bar);
+		int r = own != WEFT_FOREVER ? weft_barrier_wait_timeout(&bar, own) : weft_barrier_wait(&bar);
 		weft_deadline_set(old);
 		CHECK(timed_out_in_order(r, d, own_d));
 	}
@@ -586,8 +597,8 @@ static void *chan_sender(void *arg)
 	unsigned i = 0, v = 0;
 	for (; v < MSGS && i < MSGS * 16; i++) {
 		uint64_t old, d = region_open(i, &old), own = nth_own(i);
-		uint64_t own_d = own ? weft_now() + own : 0;
-		int r = own ? weft_chan_send_timeout(ch, &v, own) : weft_chan_send(ch, &v);
+		uint64_t own_d = own_at(own);
+		int r = own != WEFT_FOREVER ? weft_chan_send_timeout(ch, &v, own) : weft_chan_send(ch, &v);
 		weft_deadline_set(old);
 		if (r == 0)
 			v++;
@@ -614,8 +625,8 @@ static void *chan_receiver(void *arg)
 	for (unsigned i = 0; i < MSGS * 64; i++) {
 		unsigned v;
 		uint64_t old, d = region_open(i, &old), own = nth_own(i);
-		uint64_t own_d = own ? weft_now() + own : 0;
-		int r = own ? weft_chan_recv_timeout(chan_a, &v, own) : weft_chan_recv(chan_a, &v);
+		uint64_t own_d = own_at(own);
+		int r = own != WEFT_FOREVER ? weft_chan_recv_timeout(chan_a, &v, own) : weft_chan_recv(chan_a, &v);
 		weft_deadline_set(old);
 		if (r == 0)
 			note(0, v);
@@ -636,8 +647,8 @@ static void *selector(void *arg)
 			{ .chan = chan_b, .op = WEFT_SELECT_RECV, .elem = &vb },
 		};
 		uint64_t old, d = region_open(i, &old), own = nth_own(i);
-		uint64_t own_d = own ? weft_now() + own : 0;
-		int r = weft_select(c, 2, own ? (int64_t)own : WEFT_SELECT_FOREVER);
+		uint64_t own_d = own_at(own);
+		int r = weft_select(c, 2, own);
 		weft_deadline_set(old);
 		if (r == 0 && c[0].result == 0)
 			note(0, va);
@@ -774,12 +785,12 @@ static ssize_t stream_read(struct stream *s, unsigned char *b, size_t n, unsigne
 	case K_RECV:
 		return weft_recv(s->rfd, b, n, 0);
 	case K_RECV_TIMEOUT:
-		*own_d = own ? weft_now() + own : 0;
+		*own_d = own_at(own);
 		return weft_recv_timeout(s->rfd, b, n, 0, own);
 	case K_READ:
 		return weft_read(s->rfd, b, n, -1);
 	case K_READ_TIMEOUT:
-		*own_d = own ? weft_now() + own : 0;
+		*own_d = own_at(own);
 		return weft_read_timeout(s->rfd, b, n, -1, own);
 	case K_READV: {
 		struct iovec iov[2] = { { b, n / 2 }, { b + n / 2, n - n / 2 } };
@@ -791,7 +802,7 @@ static ssize_t stream_read(struct stream *s, unsigned char *b, size_t n, unsigne
 		return weft_recvmsg(s->rfd, &m, 0);
 	}
 	default: {                   /* poll, then a non-blocking read */
-		*own_d = own ? weft_now() + own : 0;
+		*own_d = own_at(own);
 		int r = weft_poll_timeout(s->rfd, POLLIN, own);
 		if (r < 0)
 			return r;
@@ -917,7 +928,7 @@ static void *sink_writer(void *p)
 			r = weft_send(s->wfd, block, sizeof block, 0);
 			break;
 		case W_SEND_TIMEOUT:
-			own_d = own ? weft_now() + own : 0;
+			own_d = own_at(own);
 			r = weft_send_timeout(s->wfd, block, sizeof block, 0, own);
 			break;
 		case W_WRITE:
@@ -1086,9 +1097,9 @@ static void *acceptor(void *p)
 {
 	struct accept_case *a = p;
 	for (unsigned i = 0; i < ITERS; i++) {
-		uint64_t own = nth_own(i), own_d = own ? weft_now() + own : 0;
+		uint64_t own = nth_own(i), own_d = own_at(own);
 		uint64_t old, d = region_open(i, &old);
-		int r = own ? weft_accept_timeout(a->lfd, NULL, NULL, SOCK_CLOEXEC, own)
+		int r = own != WEFT_FOREVER ? weft_accept_timeout(a->lfd, NULL, NULL, SOCK_CLOEXEC, own)
 		            : weft_accept(a->lfd, NULL, NULL, SOCK_CLOEXEC);
 		weft_deadline_set(old);
 		if (r >= 0) {
@@ -1141,9 +1152,9 @@ static void *connect_main(void *p)
 	CHECK(connect(filler, (struct sockaddr *)&sa, sizeof sa) == 0);
 	for (unsigned i = 0; i < ITERS / 2; i++) {
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		uint64_t own = nth_own(i), own_d = own ? weft_now() + own : 0;
+		uint64_t own = nth_own(i), own_d = own_at(own);
 		uint64_t old, d = region_open(i % 4 == 3 ? i - 1 : i, &old);  /* no 1 ms waits */
-		int r = own ? weft_connect_timeout(fd, (struct sockaddr *)&sa, sizeof sa, own)
+		int r = own != WEFT_FOREVER ? weft_connect_timeout(fd, (struct sockaddr *)&sa, sizeof sa, own)
 		            : weft_connect(fd, (struct sockaddr *)&sa, sizeof sa);
 		weft_deadline_set(old);
 		CHECK(timed_out_in_order(r, d, own_d));
@@ -1272,4 +1283,103 @@ Test(deadline, io_calls_only_the_deadline_ends, .timeout = 120)
 {
 	NEED_URING();
 	each_workers(stuck_main, NULL);
+}
+
+/* ------------------------------------------------------ zero timeouts --- */
+
+/*
+ * One meaning of a zero timeout everywhere (weft.h, Timeouts): the call
+ * completes if it can at once, else fails with -ETIMEDOUT without waiting.
+ * Each call is made twice, once when it can complete and once when nothing
+ * will ever let it (a zero that meant "no limit" would hang there, which
+ * the test's timeout turns into a failure).
+ */
+static void once_noop(void *arg) { (void)arg; }
+
+static void *zero_main(void *arg)
+{
+	/* channels and select */
+	weft_chan *ch;
+	CHECK(weft_chan_create(&ch, sizeof(int), 1) == 0);
+	int v = 7, got = 0;
+	CHECK(weft_chan_recv_timeout(ch, &got, 0) == -ETIMEDOUT);
+	CHECK(weft_chan_send_timeout(ch, &v, 0) == 0);
+	CHECK(weft_chan_send_timeout(ch, &v, 0) == -ETIMEDOUT);    /* full */
+	struct weft_select_case sc = { .chan = ch, .op = WEFT_SELECT_RECV, .elem = &got };
+	CHECK(weft_select(&sc, 1, 0) == 0 && got == 7);
+	CHECK(weft_select(&sc, 1, 0) == -ETIMEDOUT);
+	CHECK(weft_select(NULL, 0, 0) == -ETIMEDOUT);
+	CHECK(weft_chan_send_timeout(ch, &v, 0) == 0);
+	CHECK(weft_chan_recv_timeout(ch, &got, 0) == 0 && got == 7);
+	weft_chan_destroy(ch);
+
+	/* locks and the rest */
+	weft_mutex m = WEFT_MUTEX_INIT;
+	CHECK(weft_mutex_lock_timeout(&m, 0) == 0);
+	weft_cond c = WEFT_COND_INIT;
+	CHECK(weft_cond_wait_timeout(&c, &m, 0) == -ETIMEDOUT);   /* and m still held: */
+	CHECK(weft_mutex_lock_timeout(&m, 0) == -ETIMEDOUT);
+	CHECK(weft_mutex_unlock(&m) == 0);
+	weft_rwlock l = WEFT_RWLOCK_INIT;
+	CHECK(weft_rwlock_rdlock_timeout(&l, 0) == 0);
+	CHECK(weft_rwlock_wrlock_timeout(&l, 0) == -ETIMEDOUT);
+	CHECK(weft_rwlock_unlock(&l) == 0);
+	CHECK(weft_rwlock_wrlock_timeout(&l, 0) == 0 && weft_rwlock_unlock(&l) == 0);
+	weft_sem s;
+	weft_sem_init(&s, 1);
+	CHECK(weft_sem_wait_timeout(&s, 0) == 0);
+	CHECK(weft_sem_wait_timeout(&s, 0) == -ETIMEDOUT);
+	weft_wg zwg;
+	weft_wg_init(&zwg);
+	CHECK(weft_wg_wait_timeout(&zwg, 0) == 0);
+	CHECK(weft_wg_add(&zwg, 1) == 0);
+	CHECK(weft_wg_wait_timeout(&zwg, 0) == -ETIMEDOUT);
+	weft_barrier b;
+	CHECK(weft_barrier_init(&b, 2) == 0);
+	CHECK(weft_barrier_wait_timeout(&b, 0) == -ETIMEDOUT);
+	weft_once_flag o = WEFT_ONCE_INIT;
+	CHECK(weft_once_timeout(&o, once_noop, NULL, 0) == 0);    /* runs fn: no wait */
+
+	/* I/O: one attempt, made by the kernel */
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	char buf[8];
+	CHECK(weft_recv_timeout(sv[0], buf, sizeof buf, 0, 0) == -ETIMEDOUT);
+	CHECK(weft_poll_timeout(sv[0], POLLIN, 0) == -ETIMEDOUT);
+	CHECK(weft_send_timeout(sv[1], "ab", 2, 0, 0) == 2);
+	CHECK(weft_poll_timeout(sv[0], POLLIN, 0) & POLLIN);
+	CHECK(weft_recv_timeout(sv[0], buf, sizeof buf, 0, 0) == 2 && !memcmp(buf, "ab", 2));
+	CHECK(weft_read_timeout(sv[0], buf, sizeof buf, -1, 0) == -ETIMEDOUT);
+	CHECK(weft_write_timeout(sv[1], "c", 1, -1, 0) == 1);
+	CHECK(weft_read_timeout(sv[0], buf, sizeof buf, -1, 0) == 1 && buf[0] == 'c');
+	uint16_t port;
+	int lfd = tcp_listener(&port, 4);
+	CHECK(lfd >= 0);
+	CHECK(weft_accept_timeout(lfd, NULL, NULL, SOCK_CLOEXEC, 0) == -ETIMEDOUT);
+	int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	CHECK(weft_connect_timeout(cfd, (struct sockaddr *)&sa, sizeof sa, WEFT_FOREVER) == 0);
+	int afd = -1;
+	for (int k = 0; k < 1000 && afd < 0; k++) {     /* the handshake is done; the
+	                                                   accept queue may lag a hair */
+		afd = weft_accept_timeout(lfd, NULL, NULL, SOCK_CLOEXEC, 0);
+		if (afd < 0) {
+			CHECK(afd == -ETIMEDOUT);
+			weft_yield();
+		}
+	}
+	CHECK(afd >= 0);
+	close(afd);
+	close(cfd);
+	close(lfd);
+	close(sv[0]);
+	close(sv[1]);
+	return NULL;
+}
+
+Test(deadline, zero_timeout_does_not_wait, .timeout = 60)
+{
+	NEED_URING();
+	each_workers(zero_main, NULL);
 }

@@ -845,7 +845,7 @@ static void *storm_body(void *arg)
 		struct weft_select_case c[2] = {
 			{ S.empty, WEFT_SELECT_RECV, &v, 1 }, { S.full, WEFT_SELECT_SEND, &v, 1 },
 		};
-		r = weft_select(c, 2, WEFT_SELECT_FOREVER);
+		r = weft_select(c, 2, WEFT_FOREVER);
 		break;
 	}
 	case W_MUTEX: r = weft_mutex_lock(&S.m); break;

@@ -66,7 +66,8 @@ WEFT_API int weft_chan_try_send(weft_chan *ch, const void *elem);
 WEFT_API int weft_chan_try_recv(weft_chan *ch, void *elem);
 
 /** Like weft_chan_send/recv, giving up after timeout_ns nanoseconds with
- *  -ETIMEDOUT (the value was then neither sent nor received). */
+ *  -ETIMEDOUT (the value was then neither sent nor received); 0 does not
+ *  wait, WEFT_FOREVER has no limit (weft.h, Timeouts). */
 WEFT_API int weft_chan_send_timeout(weft_chan *ch, const void *elem, uint64_t timeout_ns);
 WEFT_API int weft_chan_recv_timeout(weft_chan *ch, void *elem, uint64_t timeout_ns);
 
@@ -89,26 +90,21 @@ struct weft_select_case {
 	int result;         /* out, chosen case only: 0, or -EPIPE (closed)  */
 };
 
-/** weft_select timeouts: wait forever, or do not wait at all (Go's default). */
-#define WEFT_SELECT_FOREVER  (-1)
-#define WEFT_SELECT_NOWAIT   0
-
 /**
  * Complete exactly one of the n cases: the first that can proceed; when
  * several can, one chosen uniformly at random (fair). A closed channel makes
  * its case ready with result -EPIPE (a send case sends nothing then).
- * timeout_ns: WEFT_SELECT_FOREVER, WEFT_SELECT_NOWAIT (never blocks), or a
- * positive number of nanoseconds. Blocks otherwise (parks / blocks a plain
- * thread); the same channel may appear in several cases.
+ * timeout_ns as every timeout of weft (weft.h): 0 does not wait (Go's
+ * select with a default case: -ETIMEDOUT when no case is ready),
+ * WEFT_FOREVER waits with no limit. Blocks otherwise (parks / blocks a
+ * plain thread); the same channel may appear in several cases.
  * With no usable case (n == 0, all chans NULL) it only waits for its timeout,
  * its region deadline or a cancel, like Go's empty select. Returns the index of the case
- * completed (its .result says how), -EAGAIN (NOWAIT and nothing ready),
- * -ETIMEDOUT, -ECANCELED, -EINVAL (bad op or timeout) or -ENOMEM (more than
- * 8 cases need a malloc).
- * Errors: -EINVAL also for cases NULL with n > 0, n > INT32_MAX, and any
- * negative timeout_ns other than WEFT_SELECT_FOREVER.
+ * completed (its .result says how), -ETIMEDOUT, -ECANCELED, -EINVAL (bad
+ * op) or -ENOMEM (more than 8 cases need a malloc).
+ * Errors: -EINVAL also for cases NULL with n > 0 and n > INT32_MAX.
  */
-WEFT_API int weft_select(struct weft_select_case *cases, size_t n, int64_t timeout_ns);
+WEFT_API int weft_select(struct weft_select_case *cases, size_t n, uint64_t timeout_ns);
 
 #ifdef __cplusplus
 }

@@ -20,10 +20,14 @@
  *     anyway is discarded (for recv: the bytes are lost), so treat a cancelled
  *     stream as broken. weft_close is not cancellable.
  *   - Deadlines: the _timeout variants (read, write, recv, send, accept,
- *     connect, poll) take a relative timeout in nanoseconds (0: none); every
- *     call also honours the coroutine's region deadline (weft_deadline_set),
- *     the nearer of the two winning. A deadline already past fails the call
- *     with -ETIMEDOUT before anything is submitted; otherwise the kernel
+ *     connect, poll) take a relative timeout in nanoseconds, as every
+ *     timeout of weft (weft.h): 0 makes one attempt and fails with
+ *     -ETIMEDOUT if the call cannot complete at once (the kernel tries the
+ *     op before its already-expired timeout can fire), WEFT_FOREVER sets no
+ *     limit. Every call also honours the coroutine's region deadline
+ *     (weft_deadline_set), the nearer of the two winning. A region deadline
+ *     already past fails the call with -ETIMEDOUT before anything is
+ *     submitted; otherwise the kernel
  *     enforces it (a linked timeout) and past it the call returns -ETIMEDOUT,
  *     with the same guarantee about buffers. weft_close has no deadline.
  *     weft_splice (and so weft_sendfile) is ended by the runtime's timer

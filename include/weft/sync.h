@@ -17,7 +17,8 @@
  *   - a blocking call that has to wait returns -ECANCELED when the calling
  *     coroutine is cancelled (before the call or while it waits), and
  *     -ETIMEDOUT once its region deadline (weft_deadline_set) or, for a
- *     _timeout variant, timeout_ns nanoseconds have passed; nothing was
+ *     _timeout variant, timeout_ns nanoseconds have passed (0: it does not
+ *     wait; WEFT_FOREVER: no limit, as everywhere in weft); nothing was
  *     acquired then. A call that can complete at once (a free mutex, a
  *     permit there) completes even in a cancelled coroutine or past its
  *     deadline;

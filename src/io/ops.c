@@ -240,17 +240,23 @@ static int op_begin(struct io_op *io, unsigned opcode, uint64_t timeout_ns, bool
 	if (cancellable) {
 		/* The clock is read only when there is a deadline to compare:
 		 * most ops have neither a timeout nor a region deadline, and a
-		 * read per op was 1% of weft-echo's profile. */
-		uint64_t now = timeout_ns ? weft_now() : 0;
-		/* now + timeout saturates: UINT64_MAX means "as good as never",
-		 * not a wrapped deadline in the past (H4's bad-input finding) */
-		uint64_t own = !timeout_ns ? 0
+		 * read per op showed in weft-echo's profile. */
+		bool has_own = timeout_ns != WEFT_FOREVER;
+		uint64_t now = has_own ? weft_now() : 0;
+		/* now + timeout saturates: a huge timeout means "as good as
+		 * never", not a wrapped deadline in the past. A timeout of 0
+		 * gives own == now: the call still makes its one attempt. */
+		uint64_t own = !has_own ? 0
 		               : timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
 		deadline = weft__wait_deadline(own);
 		if (deadline) {
-			if (!timeout_ns)   /* the region's deadline alone */
+			if (!has_own)      /* the region's deadline alone */
 				now = weft_now();
-			if (deadline <= now)
+			/* A deadline already past fails before anything is
+			 * submitted, except the call's own zero timeout: that one
+			 * is "try once", and the kernel tries the op before its
+			 * expired linked timeout fires. */
+			if (deadline < now || (deadline == now && deadline != own))
 				return -ETIMEDOUT;
 			if (!kernel_ends_on_timeout(opcode))
 				timer = deadline;
@@ -378,7 +384,7 @@ WEFT_API ssize_t weft_read_timeout(int fd, void *buf, size_t n, int64_t off, uin
 
 WEFT_API ssize_t weft_read(int fd, void *buf, size_t n, int64_t off)
 {
-	return weft_read_timeout(fd, buf, n, off, 0);
+	return weft_read_timeout(fd, buf, n, off, WEFT_FOREVER);
 }
 
 WEFT_API ssize_t weft_write_timeout(int fd, const void *buf, size_t n, int64_t off,
@@ -390,14 +396,14 @@ WEFT_API ssize_t weft_write_timeout(int fd, const void *buf, size_t n, int64_t o
 
 WEFT_API ssize_t weft_write(int fd, const void *buf, size_t n, int64_t off)
 {
-	return weft_write_timeout(fd, buf, n, off, 0);
+	return weft_write_timeout(fd, buf, n, off, WEFT_FOREVER);
 }
 
 WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int cnt, int64_t off)
 {
 	if (cnt < 0)
 		return -EINVAL;
-	OP_RUN(IORING_OP_READV, 0, true,
+	OP_RUN(IORING_OP_READV, WEFT_FOREVER, true,
 	       io_uring_prep_readv(sqe, fd, iov, (unsigned)cnt, (uint64_t)off));
 }
 
@@ -405,7 +411,7 @@ WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int cnt, int64_t o
 {
 	if (cnt < 0)
 		return -EINVAL;
-	OP_RUN(IORING_OP_WRITEV, 0, true,
+	OP_RUN(IORING_OP_WRITEV, WEFT_FOREVER, true,
 	       io_uring_prep_writev(sqe, fd, iov, (unsigned)cnt, (uint64_t)off));
 }
 
@@ -419,7 +425,7 @@ WEFT_API ssize_t weft_recv_timeout(int fd, void *buf, size_t n, int flags, uint6
 
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t n, int flags)
 {
-	return weft_recv_timeout(fd, buf, n, flags, 0);
+	return weft_recv_timeout(fd, buf, n, flags, WEFT_FOREVER);
 }
 
 WEFT_API ssize_t weft_send_timeout(int fd, const void *buf, size_t n, int flags,
@@ -431,17 +437,17 @@ WEFT_API ssize_t weft_send_timeout(int fd, const void *buf, size_t n, int flags,
 
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t n, int flags)
 {
-	return weft_send_timeout(fd, buf, n, flags, 0);
+	return weft_send_timeout(fd, buf, n, flags, WEFT_FOREVER);
 }
 
 WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	OP_RUN(IORING_OP_RECVMSG, 0, true, io_uring_prep_recvmsg(sqe, fd, msg, (unsigned)flags));
+	OP_RUN(IORING_OP_RECVMSG, WEFT_FOREVER, true, io_uring_prep_recvmsg(sqe, fd, msg, (unsigned)flags));
 }
 
 WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	OP_RUN(IORING_OP_SENDMSG, 0, true, io_uring_prep_sendmsg(sqe, fd, msg, (unsigned)flags));
+	OP_RUN(IORING_OP_SENDMSG, WEFT_FOREVER, true, io_uring_prep_sendmsg(sqe, fd, msg, (unsigned)flags));
 }
 
 WEFT_API int weft_accept_timeout(int fd, struct sockaddr *addr, socklen_t *len, int flags,
@@ -452,7 +458,7 @@ WEFT_API int weft_accept_timeout(int fd, struct sockaddr *addr, socklen_t *len, 
 
 WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-	return weft_accept_timeout(fd, addr, len, flags, 0);
+	return weft_accept_timeout(fd, addr, len, flags, WEFT_FOREVER);
 }
 
 WEFT_API int weft_connect_timeout(int fd, const struct sockaddr *addr, socklen_t len,
@@ -463,53 +469,53 @@ WEFT_API int weft_connect_timeout(int fd, const struct sockaddr *addr, socklen_t
 
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-	return weft_connect_timeout(fd, addr, len, 0);
+	return weft_connect_timeout(fd, addr, len, WEFT_FOREVER);
 }
 
 WEFT_API int weft_shutdown(int fd, int how)
 {
-	OP_RUN(IORING_OP_SHUTDOWN, 0, true, io_uring_prep_shutdown(sqe, fd, how));
+	OP_RUN(IORING_OP_SHUTDOWN, WEFT_FOREVER, true, io_uring_prep_shutdown(sqe, fd, how));
 }
 
 WEFT_API int weft_close(int fd)
 {
-	OP_RUN(IORING_OP_CLOSE, 0, false, io_uring_prep_close(sqe, fd));
+	OP_RUN(IORING_OP_CLOSE, WEFT_FOREVER, false, io_uring_prep_close(sqe, fd));
 }
 
 /* ------------------------------------------------------------------ files --- */
 
 WEFT_API int weft_openat(int dfd, const char *path, int flags, unsigned mode)
 {
-	OP_RUN(IORING_OP_OPENAT, 0, true, io_uring_prep_openat(sqe, dfd, path, flags, mode));
+	OP_RUN(IORING_OP_OPENAT, WEFT_FOREVER, true, io_uring_prep_openat(sqe, dfd, path, flags, mode));
 }
 
 WEFT_API int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *st)
 {
-	OP_RUN(IORING_OP_STATX, 0, true, io_uring_prep_statx(sqe, dfd, path, flags, mask, st));
+	OP_RUN(IORING_OP_STATX, WEFT_FOREVER, true, io_uring_prep_statx(sqe, dfd, path, flags, mask, st));
 }
 
 WEFT_API int weft_fsync(int fd)
 {
-	OP_RUN(IORING_OP_FSYNC, 0, true, io_uring_prep_fsync(sqe, fd, 0));
+	OP_RUN(IORING_OP_FSYNC, WEFT_FOREVER, true, io_uring_prep_fsync(sqe, fd, 0));
 }
 
 WEFT_API int weft_fdatasync(int fd)
 {
-	OP_RUN(IORING_OP_FSYNC, 0, true, io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC));
+	OP_RUN(IORING_OP_FSYNC, WEFT_FOREVER, true, io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC));
 }
 
 WEFT_API int weft_fallocate(int fd, int mode, int64_t off, int64_t len)
 {
 	if (off < 0 || len <= 0)
 		return -EINVAL;
-	OP_RUN(IORING_OP_FALLOCATE, 0, true,
+	OP_RUN(IORING_OP_FALLOCATE, WEFT_FOREVER, true,
 	       io_uring_prep_fallocate(sqe, fd, mode, (uint64_t)off, (uint64_t)len));
 }
 
 WEFT_API ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out,
 			     size_t n, unsigned flags)
 {
-	OP_RUN(IORING_OP_SPLICE, 0, true,
+	OP_RUN(IORING_OP_SPLICE, WEFT_FOREVER, true,
 	       io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, clamp_len(n), flags));
 }
 
@@ -520,7 +526,7 @@ WEFT_API int weft_poll_timeout(int fd, unsigned events, uint64_t timeout_ns)
 
 WEFT_API int weft_poll(int fd, unsigned events)
 {
-	return weft_poll_timeout(fd, events, 0);
+	return weft_poll_timeout(fd, events, WEFT_FOREVER);
 }
 
 /* ---------------------------------------------------------------- helpers --- */

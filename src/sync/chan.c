@@ -273,11 +273,11 @@ static void lockset_unlock(void *arg)
 
 #define SELECT_STACK_CASES 8
 
-WEFT_API int weft_select(struct weft_select_case *cases, size_t n, int64_t timeout_ns)
+WEFT_API int weft_select(struct weft_select_case *cases, size_t n, uint64_t timeout_ns)
 {
 	if (n && !cases)
 		return -EINVAL;
-	if (n > INT32_MAX || timeout_ns < WEFT_SELECT_FOREVER)
+	if (n > INT32_MAX)
 		return -EINVAL;
 	struct weft_chan *chs_stack[SELECT_STACK_CASES];
 	struct weft__node nodes_stack[SELECT_STACK_CASES];
@@ -350,16 +350,16 @@ WEFT_API int weft_select(struct weft_select_case *cases, size_t n, int64_t timeo
 			}
 		}
 	}
-	if (timeout_ns == WEFT_SELECT_NOWAIT) {
+	if (timeout_ns == 0) {          /* do not wait (weft.h, Timeouts) */
 		lockset_unlock(&ls);
-		ret = -EAGAIN;
+		ret = -ETIMEDOUT;
 		goto out;
 	}
 
 	struct weft__parker p;
 	/* weft_dump names the select by its first channel in lock order */
 	weft__wait_describe("channel select", ls.n ? ls.ch[0] : NULL);
-	ret = weft__sp_begin(&p, timeout_ns > 0 ? weft__deadline_after((uint64_t)timeout_ns) : 0);
+	ret = weft__sp_begin(&p, weft__deadline_after(timeout_ns));
 	if (ret) {
 		lockset_unlock(&ls);
 		goto out;

@@ -114,9 +114,15 @@ static inline void weft__sp_wake(struct weft__parker *p, int reason)
 		weft__wait_wake(&p->w, reason);
 }
 
-/* Relative timeout (ns) to an absolute deadline; never 0 (= none). */
+/* A _timeout call's relative timeout (ns) to the absolute deadline the
+ * parker takes: WEFT_FOREVER to 0 (none), anything else to now + ns,
+ * saturating, and never 0. A timeout of 0 gives a deadline already reached:
+ * the wait fails with -ETIMEDOUT before it parks, after the caller's fast
+ * path found nothing to take at once (weft.h, Timeouts). */
 static inline uint64_t weft__deadline_after(uint64_t ns)
 {
+	if (ns == WEFT_FOREVER)
+		return 0;
 	uint64_t now = weft_now();
 	uint64_t d = now + ns;
 	return d < now ? UINT64_MAX : (d ? d : 1);

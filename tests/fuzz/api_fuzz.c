@@ -108,7 +108,7 @@ static void common_op(struct world *w, uint8_t op, uint8_t arg)
 			{ .chan = w->ch, .op = WEFT_SELECT_RECV, .elem = &a },
 			{ .chan = arg & 1 ? w->rv : NULL, .op = WEFT_SELECT_SEND, .elem = &b },
 		};
-		r = weft_select(c, 2, arg & 2 ? WEFT_SELECT_NOWAIT : (int64_t)arg * 1000);
+		r = weft_select(c, 2, arg & 2 ? 0 : (uint64_t)arg * 1000);
 		REQUIRE(r == 0 || r == 1 || r == -EAGAIN || is_blocking_err(r));
 		if (r >= 0)
 			REQUIRE(c[r].result == 0 || c[r].result == -EPIPE);

@@ -3,7 +3,8 @@
  * and a read on a pipe on a 1-worker runtime, while another coroutine keeps
  * running and is what ends the wait), results come back, the pool stays
  * within its limit and reaches it, a queued call is withdrawn by a cancel,
- * a running one is waited for, and plain threads run fn inline.
+ * a running one is waited for, plain threads run fn inline, and raising the
+ * limit starts the calls queued behind the old one.
  *
  * Waits inside the offloaded functions are bounded (5 s): a broken offload
  * fails a check instead of hanging. Checks inside coroutines count failures;
@@ -342,3 +343,114 @@ Test(blocking, plain_thread_runs_inline)
 	cr_assert_eq(after.completed, before.completed);   /* no helper involved */
 	cr_assert_eq(after.threads, 0);
 }
+
+/* ------------------------------------------------- raising the limit -- */
+
+/* With the limit at 1, a call's fn that waits (on a channel, from its
+ * helper) for a second call queued behind it: raising the limit must start
+ * a helper for the queued call, or the first fn waits for ever. The
+ * channel waits are bounded (5 s), so the old behaviour fails a check
+ * instead of hanging. */
+static weft_chan *handoff;
+
+static void *wait_for_second(void *arg)
+{
+	int v = 0;
+	int r = weft_chan_recv_timeout(handoff, &v, 5000000000ull);
+	return (void *)(intptr_t)(r == 0 ? v : r);
+}
+
+static void *send_to_first(void *arg)
+{
+	int v = 42;
+	return (void *)(intptr_t)weft_chan_send_timeout(handoff, &v, 5000000000ull);
+}
+
+static void *call_fn(void *arg)
+{
+	void *ret = (void *)(intptr_t)-1;
+	CHECK(weft_blocking((void *(*)(void *))arg, NULL, &ret) == 0);
+	return ret;
+}
+
+static bool stats_are(unsigned running_, unsigned queued_)
+{
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	return st.running == running_ && st.queued == queued_;
+}
+
+static void *raise_unblocks_main(void *arg)
+{
+	weft_task *first, *second;
+	CHECK(weft_spawn(&first, call_fn, (void *)wait_for_second) == 0);
+	CO_WAIT_UNTIL(stats_are(1, 0));
+	CHECK(weft_spawn(&second, call_fn, (void *)send_to_first) == 0);
+	CO_WAIT_UNTIL(stats_are(1, 1));
+	CHECK(weft_blocking_configure(8, 0) == 0);
+	void *r1 = NULL, *r2 = NULL;
+	CHECK(weft_join(first, &r1) == 0);
+	CHECK(weft_join(second, &r2) == 0);
+	CHECK((intptr_t)r1 == 42);          /* got the second call's value */
+	CHECK((intptr_t)r2 == 0);
+	return NULL;
+}
+
+Test(blocking, raising_the_limit_starts_queued_calls)
+{
+	cr_assert_eq(weft_blocking_configure(1, 0), 0);
+	cr_assert_eq(weft_chan_create(&handoff, sizeof(int), 0), 0);
+	run(2, raise_unblocks_main, NULL);
+	weft_chan_destroy(handoff);
+}
+
+/* Eight calls queued behind a limit of 1, then the limit raised to 8: all
+ * eight run at once (weft_blocking_stats shows running == 8) before any of
+ * them is let go. */
+enum { RAISED = 8 };
+static _Atomic unsigned raise_gate;
+
+static void *held(void *arg)
+{
+	return (void *)(uintptr_t)wait_flag(&raise_gate, 1);
+}
+
+static void *call_held(void *arg)
+{
+	void *ret = NULL;
+	CHECK(weft_blocking(held, NULL, &ret) == 0);
+	CHECK(ret == (void *)1);
+	return NULL;
+}
+
+static unsigned stat_running(void)
+{
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	return st.running;
+}
+
+static void *raise_all_main(void *arg)
+{
+	weft_task *t[RAISED];
+	for (int i = 0; i < RAISED; i++)
+		CHECK(weft_spawn(&t[i], call_held, NULL) == 0);
+	CO_WAIT_UNTIL(stats_are(1, RAISED - 1));
+	CHECK(weft_blocking_configure(RAISED, 0) == 0);
+	CO_WAIT_UNTIL(stat_running() == RAISED);
+	CHECK(stat_queued() == 0);
+	atomic_store(&raise_gate, 1);
+	for (int i = 0; i < RAISED; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	return NULL;
+}
+
+Test(blocking, raising_the_limit_runs_the_queue_at_once)
+{
+	cr_assert_eq(weft_blocking_configure(1, 0), 0);
+	run(2, raise_all_main, NULL);
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	cr_assert_eq(st.peak_threads, RAISED, "peak %u", st.peak_threads);
+}
+

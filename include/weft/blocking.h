@@ -47,8 +47,10 @@ WEFT_API int weft_blocking(void *(*fn)(void *arg), void *arg, void **ret);
 /**
  * Set the most helper threads that may run at once (1..4096) and the idle
  * timeout after which a helper without work exits (idle_ms 0: keep the
- * current value). Lowering the limit lets surplus helpers exit after their
- * current call. Any thread; returns 0 or -EINVAL.
+ * current value). Raising the limit starts helpers at once for the calls
+ * queued beyond the old one, up to the new limit (a helper that cannot be
+ * started then is left to a later call). Lowering it lets surplus helpers
+ * exit after their current call. Any thread; returns 0 or -EINVAL.
  */
 WEFT_API int weft_blocking_configure(unsigned max_threads, unsigned idle_ms);
 

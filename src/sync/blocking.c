@@ -45,10 +45,14 @@
  * the enqueuer (waiting--, wakeups++) before it is signalled, so two requests
  * never count on the same sleeper. Invariant: a queued request has a reserved
  * wake-up, a thread being started, or a busy helper that will look at the
- * queue when its fn returns. A helper idle for `idle_ms` with an empty queue
- * exits; helpers above a lowered `max` exit between calls. Helpers block
- * every signal so that process-directed signals reach the application's
- * threads, and are detached: nothing joins them, at exit they are idle.
+ * queue when its fn returns. Raising `max` starts, at once, a helper for
+ * each queued request beyond those the free helpers will take
+ * (backlog_locked): the invariant alone would let them wait for a busy
+ * helper, which may be waiting for one of them. A helper idle for `idle_ms`
+ * with an empty queue exits; helpers above a lowered `max` exit between
+ * calls. Helpers block every signal so that process-directed signals reach
+ * the application's threads, and are detached: nothing joins them, at exit
+ * they are idle.
  *
  * Rejected: a pool per runtime (a library with its own runtime, or two
  * runtimes, would each keep 64 threads; the queue is no hotter than a
@@ -349,6 +353,30 @@ WEFT_API int weft_blocking(void *(*fn)(void *), void *arg, void **ret)
 	return 0;
 }
 
+/*
+ * Helpers to start for the queue after the limit was raised. Under
+ * pool.lock; the returned number is already counted in pool.threads.
+ *
+ * Every helper that is not running a fn (threads - running: starting,
+ * idle, reserved, or back from a fn and about to look at the queue) takes
+ * a queued request before it can sleep, so those requests are served. The
+ * rest waited only because the old limit let no more helpers exist: an
+ * enqueuer starts a helper only when it queues, so nobody else would start
+ * one for them, and a fn waiting for a call queued behind it would wait for
+ * ever.
+ */
+static unsigned backlog_locked(void)
+{
+	unsigned free_helpers = pool.threads - pool.running;
+	unsigned need = pool.queued > free_helpers ? pool.queued - free_helpers : 0;
+	unsigned room = pool.max > pool.threads ? pool.max - pool.threads : 0;
+	unsigned n = need < room ? need : room;
+	pool.threads += n;
+	if (pool.threads > pool.peak)
+		pool.peak = pool.threads;
+	return n;
+}
+
 WEFT_API int weft_blocking_configure(unsigned max_threads, unsigned idle_ms)
 {
 	if (max_threads < 1 || max_threads > BLOCKING_MAX_LIMIT)
@@ -358,10 +386,23 @@ WEFT_API int weft_blocking_configure(unsigned max_threads, unsigned idle_ms)
 	pool.max = max_threads;
 	if (idle_ms)
 		pool.idle_ms = idle_ms;
+	unsigned start = backlog_locked();
 	/* Let idle surplus helpers see the new limit (their wake is spurious:
 	 * not reserved, so they re-check everything). */
 	pthread_cond_broadcast(&pool.cond);
 	pthread_mutex_unlock(&pool.lock);
+	/* A helper that cannot start now is no loss: the queue keeps the
+	 * helpers that served it before the limit was raised, and the next
+	 * enqueue tries again. */
+	unsigned failed = 0;
+	for (unsigned i = 0; i < start; i++)
+		if (helper_start() != 0)
+			failed++;
+	if (failed) {
+		pthread_mutex_lock(&pool.lock);
+		pool.threads -= failed;
+		pthread_mutex_unlock(&pool.lock);
+	}
 	return 0;
 }
 

@@ -10,6 +10,13 @@
  * 64, or the WEFT_BLOCKING_THREADS environment variable read at the first
  * call); calls beyond that wait in a FIFO queue. A helper that finds no work
  * for the idle timeout (default 10 s, WEFT_BLOCKING_IDLE_MS) exits.
+ *
+ * fork: the child starts with an empty pool. The parent's helpers stay in
+ * the parent, and so do the calls its coroutines had queued or running
+ * (they are not run in the child); weft_blocking_stats counts from zero. The
+ * limit and the idle timeout are kept. A child forked from a plain thread
+ * (not from a coroutine or a helper's fn) may create a runtime of its own
+ * and call weft_blocking, whether or not the parent had a runtime alive.
  */
 #ifndef WEFT_BLOCKING_H
 #define WEFT_BLOCKING_H

@@ -113,13 +113,52 @@ static unsigned env_unsigned(const char *name, unsigned def, unsigned lo, unsign
 	return (*end || v < lo || v > hi) ? def : (unsigned)v;
 }
 
-static void pool_init(void)
+static void cond_init(void)
 {
 	pthread_condattr_t a;
 	pthread_condattr_init(&a);
 	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
 	pthread_cond_init(&pool.cond, &a);
 	pthread_condattr_destroy(&a);
+}
+
+/*
+ * fork. Only the forking thread goes on in the child: the helpers, and the
+ * coroutines whose requests are queued or running, stay in the parent. A
+ * child that kept the parent's counters would reserve an idle helper that
+ * does not exist (or count on a busy one) and wait for ever; and the child's
+ * copy of pool.lock may be held by a thread that is not there. So the child
+ * handler makes lock and cond anew (the parent's sleepers on the cond do not
+ * exist here) and empties the pool: no helper, no request, zero counters.
+ * The limit and idle timeout are kept. The requests the parent had queued
+ * belong to coroutines that are not in the child; they are dropped (their
+ * memory is the child's copy of the parent's stacks, never touched again).
+ * Nothing of the copy is read, so it does not matter that another thread
+ * may have been in the middle of an update when the fork took it, and the
+ * parent needs no prepare handler (a fork never waits for the pool).
+ * max and idle_ms are single words written under the lock: the child reads
+ * the value before or after a configure that raced with the fork.
+ * Registered by pool_init, before anything can leave the pool non-empty:
+ * until then there is nothing to reset. Caller: the atfork child, on the
+ * forking thread; it calls only pthread_*_init, as atfork child handlers do.
+ */
+static void pool_child_fork(void)
+{
+	pthread_mutex_init(&pool.lock, NULL);
+	cond_init();
+	pool.head = pool.tail = NULL;
+	pool.threads = pool.waiting = pool.wakeups = 0;
+	pool.queued = pool.running = pool.peak = 0;
+	pool.completed = pool.cancelled = 0;
+}
+
+static void pool_init(void)
+{
+	cond_init();
+	/* Fails only for lack of memory (ENOMEM), and then the pool works on,
+	 * but a child of a later fork inherits the parent's counters and must
+	 * not call weft_blocking: nothing here can report it. */
+	(void)pthread_atfork(NULL, NULL, pool_child_fork);
 	pthread_mutex_lock(&pool.lock);
 	if (!pool.max)       /* weft_blocking_configure may not run before this */
 		pool.max = env_unsigned("WEFT_BLOCKING_THREADS", BLOCKING_MAX_DEFAULT,

@@ -8,9 +8,16 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fenv.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "weft.h"
 
@@ -361,4 +368,80 @@ Test(gen, body_shares_the_callers_fp_environment)
 	cr_assert(seen.q_after_resume == q_down, "MXCSR: the caller's mode did not reach the body");
 	cr_assert_eq(fegetround(), FE_TONEAREST, "the body's last change did not reach the caller");
 	cr_assert_eq(weft_gen_close(g), 0);
+}
+
+/* ------------------------------------------------------------------ fork -- */
+
+/* Generator stacks of the default size come from a process-wide free list
+ * under a lock. A child forked while another thread held that lock used to
+ * wait for it for ever at its first weft_gen_create. A thread here creates
+ * and closes generators (the list's lock taken twice per round) while the
+ * test forks children that each create and close one. Whether a fork lands
+ * inside the lock is chance, so the old code failed only when one did
+ * (most runs: the lock is a good part of each round); the fixed code passes
+ * whatever the timing. Each child has an alarm, the parent a bounded wait. */
+static _Atomic int churn_stop;
+
+static void *churner(void *arg)
+{
+	(void)arg;
+	for (long i = 0; i < 100000000 && !atomic_load(&churn_stop); i++) {
+		weft_gen *g;
+		if (weft_gen_create(&g, count_body, (void *)(uintptr_t)1, 0) != 0)
+			break;
+		weft_gen_close(g);
+	}
+	return NULL;
+}
+
+static int child_gen_works(void)
+{
+	weft_gen *g;
+	void *out = NULL;
+	if (weft_gen_create(&g, count_body, (void *)(uintptr_t)2, 0) != 0)
+		return 2;
+	int r1 = weft_gen_resume(g, NULL, &out);
+	int r2 = weft_gen_resume(g, NULL, &out);
+	int r3 = weft_gen_resume(g, NULL, &out);
+	if (r1 != WEFT_GEN_YIELDED || r2 != WEFT_GEN_YIELDED || r3 != WEFT_GEN_DONE)
+		return 3;
+	return weft_gen_close(g) == 0 ? 0 : 4;
+}
+
+/* The wait status of a forked child running fn; -1 when it did not end
+ * within about 15 s (it is killed then). */
+static int in_child(int (*fn)(void))
+{
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		alarm(5);
+		_exit(fn());
+	}
+	int st = 0;
+	for (int i = 0; i < 15000; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return st;
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+Test(gen, fork_child_creates_generators)
+{
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, churner, NULL), 0);
+	int bad = 0, status = 0;
+	for (int i = 0; i < 100 && !bad; i++) {
+		status = in_child(child_gen_works);
+		bad = !(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	atomic_store(&churn_stop, 1);
+	pthread_join(th, NULL);
+	cr_assert(!bad, "a child failed: status %#x", status);
 }

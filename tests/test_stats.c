@@ -12,10 +12,23 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#if defined(WEFT_TSAN)
+/* The fork tests start threads in the child of a multi-threaded parent,
+ * which TSan refuses by default (a lock another thread held at the fork
+ * stays held in the child: the very hazard those tests check weft resets).
+ * An explicit die_after_fork in TSAN_OPTIONS still overrides this. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) { return "die_after_fork=0"; }
+#endif
 
 /* ------------------------------------------------------ ring counters --- */
 
@@ -381,4 +394,116 @@ Test(stats, dump_while_coroutines_run)
 {
 	atomic_store(&spin_stop, 0);
 	run_with(4, 0, dump_busy_main, NULL);
+}
+
+/* ------------------------------------------------------- dump and fork --- */
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* Run fn in a forked child and return its wait status; -1 when it has not
+ * ended after about 15 s (then it is killed). The child's alarm ends a
+ * hang sooner. */
+static int in_child(int (*fn)(void))
+{
+	/* Not fflush(NULL): it would wait for the lock of a FILE that a thread
+	 * of the test holds on purpose (held_dumper's). */
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		alarm(10);
+		_exit(fn());
+	}
+	int st = 0;
+	for (int i = 0; i < 15000; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return st;
+		sleep_ms(1);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+/* How many "weft: runtime" lines weft_dump prints now; -1 on error. */
+static int dumped_runtimes(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return -1;
+	weft_dump(f);
+	fclose(f);
+	int n = 0;
+	for (const char *p = buf; (p = strstr(p, "weft: runtime ")); p++)
+		n++;
+	free(buf);
+	return n;
+}
+
+/* A FILE whose writes wait (at most 5 s) until released: a weft_dump into it
+ * stays inside weft_dump, holding its list of runtimes, while we fork. */
+static _Atomic int dump_inside, dump_release;
+
+static ssize_t held_write(void *cookie, const char *buf, size_t n)
+{
+	(void)cookie;
+	(void)buf;
+	atomic_store(&dump_inside, 1);
+	for (int i = 0; i < 5000 && !atomic_load(&dump_release); i++)
+		sleep_ms(1);
+	return (ssize_t)n;
+}
+
+static void *held_dumper(void *arg)
+{
+	(void)arg;
+	FILE *f = fopencookie(NULL, "w", (cookie_io_functions_t){ .write = held_write });
+	if (!f)
+		return NULL;
+	setvbuf(f, NULL, _IONBF, 0);     /* every line reaches held_write at once */
+	weft_dump(f);
+	fclose(f);
+	return NULL;
+}
+
+/* In the child: the parent's runtime is not listed (it has no thread here),
+ * and the child can create, dump and destroy a runtime of its own. */
+static int child_dumps_its_own(void)
+{
+	if (dumped_runtimes() != 0)
+		return 2;
+	weft_rt *rt;
+	if (weft_rt_create(&rt, &(struct weft_config){ .workers = 1 }) != 0)
+		return 3;
+	int n = dumped_runtimes();
+	if (weft_rt_destroy(rt) != 0)
+		return 4;
+	if (n != 1)
+		return 5;
+	return dumped_runtimes() == 0 ? 0 : 6;
+}
+
+Test(stats, fork_child_lists_only_its_own_runtimes)
+{
+	weft_rt *rt;
+	cr_assert_eq(weft_rt_create(&rt, &(struct weft_config){ .workers = 1 }), 0);
+	cr_assert_eq(dumped_runtimes(), 1);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, held_dumper, NULL), 0);
+	for (int i = 0; i < 5000 && !atomic_load(&dump_inside); i++)
+		sleep_ms(1);
+	/* The fork copies the list's lock held by held_dumper. */
+	int st = atomic_load(&dump_inside) ? in_child(child_dumps_its_own) : -2;
+	atomic_store(&dump_release, 1);
+	pthread_join(th, NULL);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
 }

@@ -89,8 +89,34 @@ WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len
 static pthread_mutex_t rts_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct weft_rt *rts;             /* every live runtime, for weft_dump */
 
+/*
+ * fork: the child has none of the parent's workers, so none of its runtimes
+ * is live there (dumping one would show coroutines that can never run), and
+ * its copy of rts_lock may be held by a parent thread that is in weft_dump
+ * (a dump writes to a FILE while holding it: for as long as the FILE
+ * takes). The child handler starts an empty list with a fresh lock; it
+ * reads nothing of the copy, so no prepare handler is needed and a fork
+ * never waits for a dump. Registered (once) before the lock is first
+ * taken. Caller: the atfork child, on the forking thread.
+ */
+static pthread_once_t rts_fork_once = PTHREAD_ONCE_INIT;
+
+static void rts_child_fork(void)
+{
+	pthread_mutex_init(&rts_lock, NULL);
+	rts = NULL;
+}
+
+static void rts_fork_register(void)
+{
+	/* Fails only for lack of memory: a child then keeps the parent's list
+	 * (nothing here can report it). */
+	(void)pthread_atfork(NULL, NULL, rts_child_fork);
+}
+
 void weft__rts_add(struct weft_rt *rt)
 {
+	pthread_once(&rts_fork_once, rts_fork_register);
 	pthread_mutex_lock(&rts_lock);
 	rt->next_rt = rts;
 	rts = rt;
@@ -221,6 +247,7 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 WEFT_API void weft_dump(void *file)
 {
 	FILE *f = file ? file : stderr;
+	pthread_once(&rts_fork_once, rts_fork_register);
 	pthread_mutex_lock(&rts_lock);
 	for (struct weft_rt *rt = rts; rt; rt = rt->next_rt)
 		dump_rt(rt, f);

@@ -45,6 +45,7 @@
  * thread from one resume to the next.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -84,6 +85,37 @@ static weft__spin cache_lock;
 static void *cache[GEN_CACHE_MAX];
 static unsigned ncache;
 
+/*
+ * fork: the child's copy of cache_lock may be held by a thread that is not
+ * in the child, and its first weft_gen_create of a default-size stack would
+ * spin on it for ever. The parent takes the lock before the fork (held for
+ * a few instructions, never across a call that blocks, so the fork waits no
+ * longer than that) and both sides release it after: the child's cache is
+ * then a consistent copy, and its stacks are the child's own copies of the
+ * mappings, fit to reuse. Registered once, before the lock is first taken
+ * (stack_get: a stack of the default size is got there before stack_put
+ * can cache one). Callers: the atfork handlers, on the forking
+ * thread.
+ */
+static pthread_once_t cache_fork_once = PTHREAD_ONCE_INIT;
+
+static void cache_prepare_fork(void)
+{
+	weft__spin_lock(&cache_lock);
+}
+
+static void cache_after_fork(void)
+{
+	weft__spin_unlock(&cache_lock);
+}
+
+static void cache_fork_register(void)
+{
+	/* Fails only for lack of memory: a child may then hang on the lock
+	 * (nothing here can report it). */
+	(void)pthread_atfork(cache_prepare_fork, cache_after_fork, cache_after_fork);
+}
+
 static size_t page_size(void)
 {
 	return (size_t)sysconf(_SC_PAGESIZE);
@@ -93,6 +125,7 @@ static int stack_get(size_t size, void **map, size_t *map_size)
 {
 	size_t total = size + page_size();
 	if (size == WEFT_STACK_DEFAULT) {
+		pthread_once(&cache_fork_once, cache_fork_register);
 		weft__spin_lock(&cache_lock);
 		void *m = ncache ? cache[--ncache] : NULL;
 		weft__spin_unlock(&cache_lock);

@@ -2,8 +2,10 @@
  * Generators: a million values out, values in (send), return value, close
  * of a suspended body (it unwinds), close of a body never started, misuse
  * errors, nesting, use from a plain thread as well as from coroutines
- * on several workers, and the floating-point environment the body shares
- * with its caller.
+ * on several workers, the floating-point environment the body shares
+ * with its caller, a fork while another thread uses generators, and a
+ * body's stack overflow (the process ends with a message naming the
+ * generator, in a child).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -444,4 +446,101 @@ Test(gen, fork_child_creates_generators)
 	atomic_store(&churn_stop, 1);
 	pthread_join(th, NULL);
 	cr_assert(!bad, "a child failed: status %#x", status);
+}
+
+/* -------------------------------------------------------------- overflow -- */
+
+/* A generator body that overflows its stack must end the process with the
+ * same kind of message as a coroutine's: "weft: stack overflow in
+ * generator ...", naming the generator and who resumed it. Each case runs
+ * in a child with stderr on a pipe. */
+static volatile uint64_t overflow_limit = UINT64_MAX;   /* never reached */
+
+static __attribute__((noinline)) uint64_t recurse(uint64_t x)
+{
+	volatile unsigned char frame[256];
+	frame[0] = (unsigned char)x;
+	if (x == overflow_limit)
+		return 0;
+	return recurse(x + 1) + frame[0];      /* not a tail call */
+}
+
+static void *overflow_body(weft_gen *g, void *arg, void *in)
+{
+	return (void *)(uintptr_t)recurse(1);
+}
+
+static weft_gen *overflow_gen;
+
+static int overflow_on_this_thread(void)
+{
+	if (weft_gen_create(&overflow_gen, overflow_body, NULL, 0) != 0)
+		return 2;
+	weft_gen_resume(overflow_gen, NULL, NULL);
+	return 3;                              /* survived: no overflow */
+}
+
+static void *overflow_in_coroutine(void *arg)
+{
+	weft_set_name("gen-owner");
+	overflow_on_this_thread();
+	return NULL;
+}
+
+static int overflow_from_coroutine(void)
+{
+	weft_rt *rt;
+	if (weft_rt_create(&rt, &(struct weft_config){ .workers = 1 }) != 0)
+		return 4;
+	weft_rt_run(rt, overflow_in_coroutine, NULL, NULL);
+	return 3;
+}
+
+/* fn's wait status in a child whose stderr lands in buf. */
+static int child_stderr(int (*fn)(void), char *buf, size_t cap)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		dup2(p[1], 2);
+		alarm(20);                     /* a hang must not hang the suite */
+		_exit(fn());
+	}
+	close(p[1]);
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < cap && (r = read(p[0], buf + n, cap - 1 - n)) > 0)
+		n += (size_t)r;                /* ends when the child's stderr closes */
+	buf[n] = 0;
+	close(p[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return st;
+}
+
+Test(gen, stack_overflow_on_a_plain_thread_is_reported)
+{
+	char buf[4096];
+	int st = child_stderr(overflow_on_this_thread, buf, sizeof buf);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x, stderr: %s", st, buf);
+	char want[128];
+	snprintf(want, sizeof want, " (body %p) (stack 64 KiB), resumed by a plain thread\n",
+	         (void *)(uintptr_t)overflow_body);
+	cr_assert(strstr(buf, "weft: stack overflow in generator 0x"), "stderr: %s", buf);
+	cr_assert(strstr(buf, want), "stderr: %s, want: %s", buf, want);
+}
+
+Test(gen, stack_overflow_in_a_coroutine_names_the_resumer)
+{
+	char buf[4096];
+	int st = child_stderr(overflow_from_coroutine, buf, sizeof buf);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x, stderr: %s", st, buf);
+	cr_assert(strstr(buf, "weft: stack overflow in generator "), "stderr: %s", buf);
+	cr_assert(strstr(buf, "(stack 64 KiB), resumed by coroutine 1 \"gen-owner\"\n"),
+	          "stderr: %s", buf);
 }

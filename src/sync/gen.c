@@ -36,8 +36,11 @@
  * pool (its caches belong to worker threads, and generators work on plain
  * threads too); stacks of the default size are kept in a small global free
  * list, since creating a generator should not cost a mapping every time. A
- * body that overflows hits the guard and dies with SIGSEGV (the runtime's
- * overflow message names coroutine stacks only).
+ * body that overflows hits the guard, and the overflow handler of
+ * src/ctx/stack.c names the generator and its resumer: each resume makes the
+ * body's stack the thread's weft__gen_current (saving the previous one in
+ * g->stack.gen_resumer, for nested generators) and each yield or return puts
+ * the previous one back.
  *
  * Tool builds: the caller's context is adopted at each resume (TSan: the
  * current fiber; ASan: the bounds of the stack the caller runs on, as ASan
@@ -51,6 +54,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "ctx/ctx.h"
+#include "ctx/stack.h"
 #include "debug_hooks.h"
 #include "sync/waitq.h"
 
@@ -75,6 +79,10 @@ struct weft_gen {
 	bool closing;
 	void *map;                   /* the mapping: guard page + stack        */
 	size_t map_size;
+	/* The body's stack, for the overflow handler (ctx/stack.h): while the
+	 * body runs it is weft__gen_current, and gen_resumer the generator
+	 * whose body resumed it, if one did. */
+	struct weft__stack stack;
 };
 
 /* ---------------------------------------------------------------- stacks -- */
@@ -237,6 +245,7 @@ static _Noreturn void gen_entry(void *data)
 	if (g->out_ptr)
 		*g->out_ptr = ret;
 	g->state = GEN_DONE;
+	weft__gen_current = g->stack.gen_resumer;
 	weft__ctx_exit_threadfp(&g->ctx, &g->caller, (void *)(intptr_t)WEFT_GEN_DONE);
 }
 
@@ -261,7 +270,16 @@ WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg, size_t s
 	g->fn = fn;
 	g->arg = arg;
 	g->state = GEN_NEW;
+	g->stack.lo = (char *)g->map + ps;
+	g->stack.size = stack_size;
+	g->stack.gen = g;
+	g->stack.gen_body = (void (*)(void))fn;
 	weft__ctx_make(&g->ctx, (char *)g->map + ps, stack_size, gen_entry);
+	/* The overflow message needs the SIGSEGV handler and, on this thread,
+	 * an alternate signal stack to run on (workers have theirs). Without
+	 * them (no memory for one) the generator still works; an overflow then
+	 * ends the process with a bare SIGSEGV. */
+	(void)weft__stack_thread_init();
 	*out = g;
 	return 0;
 }
@@ -293,6 +311,11 @@ WEFT_API int weft_gen_resume(weft_gen *g, void *in, void **out)
 	g->out_ptr = out;
 	g->state = GEN_RUNNING;
 	caller_adopt(g);
+	/* The body's stack is this thread's current generator stack until it
+	 * yields or returns (both put the resumer's back), for the overflow
+	 * handler. */
+	g->stack.gen_resumer = weft__gen_current;
+	weft__gen_current = &g->stack;
 	return gen_switch(&g->caller, &g->ctx, data);
 }
 
@@ -304,6 +327,7 @@ WEFT_API int weft_gen_yield(weft_gen *g, void *out, void **in)
 		*g->out_ptr = out;
 	g->in_ptr = in;
 	g->state = GEN_SUSPENDED;
+	weft__gen_current = g->stack.gen_resumer;
 	return gen_switch_back(&g->ctx, &g->caller, (void *)(intptr_t)WEFT_GEN_YIELDED);
 }
 

@@ -3,9 +3,9 @@
  * of a suspended body (it unwinds), close of a body never started, misuse
  * errors, nesting, use from a plain thread as well as from coroutines
  * on several workers, the floating-point environment the body shares
- * with its caller, a fork while another thread uses generators, and a
- * body's stack overflow (the process ends with a message naming the
- * generator, in a child).
+ * with its caller, a fork while another thread uses generators, a yield
+ * from anywhere but the body (refused), and a body's stack overflow (the
+ * process ends with a message naming the generator, in a child).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -446,6 +446,54 @@ Test(gen, fork_child_creates_generators)
 	atomic_store(&churn_stop, 1);
 	pthread_join(th, NULL);
 	cr_assert(!bad, "a child failed: status %#x", status);
+}
+
+/* ------------------------------------------------- yield outside the body -- */
+
+static void *yield_other_body(weft_gen *h, void *arg, void *in)
+{
+	weft_gen *g = arg;                     /* running, but this is h's body */
+	return (void *)(intptr_t)weft_gen_yield(g, NULL, NULL);
+}
+
+static void *nest_yield_body(weft_gen *g, void *arg, void *in)
+{
+	weft_gen *h;
+	intptr_t r = -1;
+	if (weft_gen_create(&h, yield_other_body, g, 0) == 0) {
+		void *out = NULL;
+		if (weft_gen_resume(h, NULL, &out) == WEFT_GEN_DONE)
+			r = (intptr_t)out;
+		weft_gen_close(h);
+	}
+	weft_gen_yield(g, (void *)r, NULL);     /* its own: fine */
+	return (void *)(uintptr_t)0xd0e;
+}
+
+Test(gen, yield_outside_its_body_is_refused)
+{
+	weft_gen *g;
+	void *out = NULL;
+	cr_assert_eq(weft_gen_yield(NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(weft_gen_create(&g, count_body, (void *)(uintptr_t)2, 0), 0);
+	cr_assert_eq(weft_gen_yield(g, NULL, NULL), -EPERM, "never started");
+	cr_assert_eq(weft_gen_resume(g, NULL, &out), WEFT_GEN_YIELDED);
+	cr_assert_eq((uintptr_t)out, 0);
+	cr_assert_eq(weft_gen_yield(g, NULL, NULL), -EPERM, "suspended, from its caller");
+	cr_assert_eq(weft_gen_resume(g, NULL, &out), WEFT_GEN_YIELDED);
+	cr_assert_eq((uintptr_t)out, 1, "the refused yields changed nothing");
+	cr_assert_eq(weft_gen_resume(g, NULL, &out), WEFT_GEN_DONE);
+	cr_assert_eq(weft_gen_yield(g, NULL, NULL), -EPERM, "done");
+	cr_assert_eq(weft_gen_close(g), 0);
+
+	/* g is running, but the yield comes from the body of another
+	 * generator that g's body resumed. */
+	cr_assert_eq(weft_gen_create(&g, nest_yield_body, NULL, 0), 0);
+	cr_assert_eq(weft_gen_resume(g, NULL, &out), WEFT_GEN_YIELDED);
+	cr_assert_eq((intptr_t)out, -EPERM);
+	cr_assert_eq(weft_gen_resume(g, NULL, &out), WEFT_GEN_DONE);
+	cr_assert_eq((uintptr_t)out, 0xd0e);
+	cr_assert_eq(weft_gen_close(g), 0);
 }
 
 /* -------------------------------------------------------------- overflow -- */

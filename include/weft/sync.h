@@ -211,7 +211,9 @@ WEFT_API int weft_gen_resume(weft_gen *g, void *in, void **out);
  * From the body only: hand out to the resumer and suspend. Returns 0 with
  * *in (may be NULL) set to the next resume's value, or -ECANCELED when the
  * generator is being closed: the body must then clean up and return (every
- * later yield also returns -ECANCELED at once).
+ * later yield also returns -ECANCELED at once). Errors: -EPERM when not
+ * called from g's own body (from its caller, from another generator's body,
+ * g not started, suspended or done; nothing done), -EINVAL (g NULL).
  */
 WEFT_API int weft_gen_yield(weft_gen *g, void *out, void **in);
 

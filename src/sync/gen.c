@@ -40,7 +40,8 @@
  * src/ctx/stack.c names the generator and its resumer: each resume makes the
  * body's stack the thread's weft__gen_current (saving the previous one in
  * g->stack.gen_resumer, for nested generators) and each yield or return puts
- * the previous one back.
+ * the previous one back. The same pointer tells a yield from g's own body
+ * from one anywhere else (-EPERM): only g's body runs while it is g's.
  *
  * Tool builds: the caller's context is adopted at each resume (TSan: the
  * current fiber; ASan: the bounds of the stack the caller runs on, as ASan
@@ -81,7 +82,8 @@ struct weft_gen {
 	size_t map_size;
 	/* The body's stack, for the overflow handler (ctx/stack.h): while the
 	 * body runs it is weft__gen_current, and gen_resumer the generator
-	 * whose body resumed it, if one did. */
+	 * whose body resumed it, if one did. Its address also tells a yield
+	 * from g's own body from any other (weft_gen_yield). */
 	struct weft__stack stack;
 };
 
@@ -312,8 +314,8 @@ WEFT_API int weft_gen_resume(weft_gen *g, void *in, void **out)
 	g->state = GEN_RUNNING;
 	caller_adopt(g);
 	/* The body's stack is this thread's current generator stack until it
-	 * yields or returns (both put the resumer's back), for the overflow
-	 * handler. */
+	 * yields or returns (both put the resumer's back): for the overflow
+	 * handler, and for weft_gen_yield's check. */
 	g->stack.gen_resumer = weft__gen_current;
 	weft__gen_current = &g->stack;
 	return gen_switch(&g->caller, &g->ctx, data);
@@ -321,6 +323,13 @@ WEFT_API int weft_gen_resume(weft_gen *g, void *in, void **out)
 
 WEFT_API int weft_gen_yield(weft_gen *g, void *out, void **in)
 {
+	if (!g)
+		return -EINVAL;
+	/* Only g's own body runs on g's stack: a yield from anywhere else
+	 * (g's caller, another generator's body, g not running) would switch
+	 * to a caller context that is stale or was never saved. */
+	if (weft__gen_current != &g->stack)
+		return -EPERM;
 	if (g->closing)
 		return -ECANCELED;
 	if (g->out_ptr)

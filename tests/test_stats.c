@@ -507,3 +507,58 @@ Test(stats, fork_child_lists_only_its_own_runtimes)
 	cr_assert_eq(weft_rt_destroy(rt), 0);
 	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
 }
+
+/* ------------------------------------------------- names in the dump --- */
+
+/* A coroutine's name goes into weft_dump escaped: a newline in it cannot
+ * start a line of its own (a forged "weft: runtime" or "coroutine" line),
+ * nor can an escape sequence reach a terminal, nor a quote end the name. */
+static const char evil_name[] = "a\nweft: runtime 0: x\x1b[2J\\\"z";
+static char evil_dump[8192];
+
+static void *named_sleeper(void *arg)
+{
+	(void)arg;
+	weft_set_name(evil_name);
+	weft_sleep(60ull * 1000000000);        /* parks until cancelled */
+	return NULL;
+}
+
+static void *escape_main(void *arg)
+{
+	(void)arg;
+	weft_task *t;
+	CHECK(weft_spawn(&t, named_sleeper, NULL) == 0);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	CHECK(f != NULL);
+	if (f) {
+		weft_dump(f);
+		fclose(f);
+		snprintf(evil_dump, sizeof evil_dump, "%s", buf);
+		free(buf);
+	}
+	weft_cancel(t);
+	CHECK(weft_join(t, NULL) == 0);
+	return NULL;
+}
+
+Test(stats, dump_escapes_names)
+{
+	cr_assert_lt(strlen(evil_name), 32, "fits a name");
+	run_with(1, 0, escape_main, NULL);
+	/* every line is a runtime's header or a coroutine's */
+	int runtimes = 0;
+	for (const char *p = evil_dump; *p; p = strchr(p, '\n') + 1) {
+		if (!strncmp(p, "weft: runtime ", 14))
+			runtimes++;
+		else
+			cr_assert(!strncmp(p, "  coroutine ", 12), "stray line: %.60s", p);
+		cr_assert(strchr(p, '\n'), "unterminated line: %.60s", p);
+	}
+	cr_assert_eq(runtimes, 1, "dump:\n%s", evil_dump);
+	cr_assert_null(strchr(evil_dump, '\x1b'), "dump:\n%s", evil_dump);
+	cr_assert(strstr(evil_dump, "\"a\\nweft: runtime 0: x\\x1b[2J\\\\\\\"z\": parked"),
+	          "dump:\n%s", evil_dump);
+}

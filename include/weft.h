@@ -298,7 +298,14 @@ WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len
  */
 WEFT_API void weft_dump(void *file /* FILE * */);
 /** Install a SIGQUIT handler that makes weft_dump(stderr) run (from a
- *  runtime's monitor thread, not in the handler), as Go does. Returns 0. */
+ *  runtime's monitor thread, not in the handler), as Go does; it replaces
+ *  the disposition SIGQUIT had. A SIGQUIT that arrives while no runtime (with
+ *  a running monitor) is alive gets the default action instead: the handler
+ *  resets SIGQUIT to SIG_DFL and raises it again, so the process ends with
+ *  SIGQUIT (and a core dump where enabled), as without the handler. One
+ *  that arrives just before the last runtime is destroyed is still answered
+ *  by a dump (of that runtime, or "weft: no runtime alive"). Any thread;
+ *  returns 0 or -errno (sigaction). */
 WEFT_API int weft_dump_on_sigquit(void);
 
 /**

@@ -12,11 +12,13 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -561,4 +563,110 @@ Test(stats, dump_escapes_names)
 	cr_assert_null(strchr(evil_dump, '\x1b'), "dump:\n%s", evil_dump);
 	cr_assert(strstr(evil_dump, "\"a\\nweft: runtime 0: x\\x1b[2J\\\\\\\"z\": parked"),
 	          "dump:\n%s", evil_dump);
+}
+
+/* ----------------------------------------------------- SIGQUIT trigger --- */
+
+/* weft_dump_on_sigquit's handler asks a runtime's monitor for a dump; with
+ * no runtime alive no monitor would ever see the request, and the SIGQUIT
+ * must not vanish: it gets the default action (the process ends with
+ * SIGQUIT). Children, with cores off; stderr goes to a file the child
+ * reads back to see the dump. */
+static char quit_err_path[64];
+
+/* Wait (at most 5 s) until the child's stderr file holds what. */
+static bool stderr_has(const char *what)
+{
+	for (int i = 0; i < 5000; i++) {
+		char buf[8192];
+		FILE *f = fopen(quit_err_path, "r");
+		size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[n] = 0;
+		if (strstr(buf, what))
+			return true;
+		sleep_ms(1);
+	}
+	return false;
+}
+
+static int quit_setup(void)
+{
+	struct rlimit no_core = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &no_core);
+	int fd = open(quit_err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || dup2(fd, 2) < 0)
+		return -1;
+	close(fd);
+	return weft_dump_on_sigquit();
+}
+
+static int quit_without_runtime(void)
+{
+	if (quit_setup() != 0)
+		return 2;
+	raise(SIGQUIT);       /* the handler runs before raise returns */
+	return 0;             /* survived: swallowed */
+}
+
+static int quit_with_then_without_runtime(void)
+{
+	if (quit_setup() != 0)
+		return 2;
+	weft_rt *rt;
+	if (weft_rt_create(&rt, &(struct weft_config){ .workers = 1 }) != 0)
+		return 3;
+	raise(SIGQUIT);       /* a dump request: the monitor prints it */
+	if (!stderr_has("weft: runtime "))
+		return 4;
+	if (weft_rt_destroy(rt) != 0)
+		return 5;
+	raise(SIGQUIT);       /* no runtime now: the default action */
+	return 0;
+}
+
+static void quit_check(int (*fn)(void))
+{
+	snprintf(quit_err_path, sizeof quit_err_path, "/tmp/weft-quit-%d", (int)getpid());
+	int st = in_child(fn);
+	unlink(quit_err_path);
+	cr_assert(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGQUIT,
+	          "child status %#x (exited %d)", st, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+Test(stats, sigquit_without_a_runtime_has_the_default_action)
+{
+	quit_check(quit_without_runtime);
+}
+
+Test(stats, sigquit_dumps_while_a_runtime_lives_then_has_the_default_action)
+{
+	quit_check(quit_with_then_without_runtime);
+}
+
+/* A SIGQUIT just before the last runtime is destroyed: its monitor may not
+ * have taken the request yet, and stops; the dump must come all the same. */
+static int quit_then_destroy(void)
+{
+	if (quit_setup() != 0)
+		return 2;
+	weft_rt *rt;
+	if (weft_rt_create(&rt, &(struct weft_config){ .workers = 1 }) != 0)
+		return 3;
+	raise(SIGQUIT);
+	if (weft_rt_destroy(rt) != 0)
+		return 4;
+	/* Answered by the runtime's monitor or by weft_rt_destroy itself; the
+	 * monitor's answer says "no runtime alive" when the destroy unlisted
+	 * the runtime between the monitor's taking the request and its dump. */
+	return stderr_has("weft: runtime ") || stderr_has("weft: no runtime alive\n") ? 0 : 5;
+}
+
+Test(stats, sigquit_just_before_the_last_destroy_still_dumps)
+{
+	snprintf(quit_err_path, sizeof quit_err_path, "/tmp/weft-quit-%d", (int)getpid());
+	int st = in_child(quit_then_destroy);
+	unlink(quit_err_path);
+	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
 }

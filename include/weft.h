@@ -321,12 +321,23 @@ WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len
  * being cleared, so the mark covers every coroutine that ran on the stack
  * since it was mapped; the line says "(own)" when this coroutine is the
  * stack's first user, otherwise "(deepest of N users of this stack)". Each
- * line is a sample taken while the coroutines keep running. Any thread;
- * takes each runtime's record lock, nothing on the spawn path.
+ * line is a sample taken while the coroutines keep running. Names are
+ * printed between double quotes with control bytes, backslash and the quote
+ * escaped as in C (\n, \t, \r, \\, \", other control bytes \xHH; bytes from
+ * 0x80 up as they are), so every line of the dump is weft's own; the stack
+ * overflow message escapes them the same way. Any thread; takes each
+ * runtime's record lock, nothing on the spawn path.
  */
 WEFT_API void weft_dump(void *file /* FILE * */);
 /** Install a SIGQUIT handler that makes weft_dump(stderr) run (from a
- *  runtime's monitor thread, not in the handler), as Go does. Returns 0. */
+ *  runtime's monitor thread, not in the handler), as Go does; it replaces
+ *  the disposition SIGQUIT had. A SIGQUIT that arrives while no runtime (with
+ *  a running monitor) is alive gets the default action instead: the handler
+ *  resets SIGQUIT to SIG_DFL and raises it again, so the process ends with
+ *  SIGQUIT (and a core dump where enabled), as without the handler. One
+ *  that arrives just before the last runtime is destroyed is still answered
+ *  by a dump (of that runtime, or "weft: no runtime alive"). Any thread;
+ *  returns 0 or -errno (sigaction). */
 WEFT_API int weft_dump_on_sigquit(void);
 
 /**

@@ -3,7 +3,10 @@
  * and a read on a pipe on a 1-worker runtime, while another coroutine keeps
  * running and is what ends the wait), results come back, the pool stays
  * within its limit and reaches it, a queued call is withdrawn by a cancel,
- * a running one is waited for, and plain threads run fn inline.
+ * a running one is waited for, plain threads run fn inline, and raising the
+ * limit starts the calls queued behind the old one, and the child of a fork
+ * gets an empty pool of its own (with the parent's helper idle, or busy with
+ * a call queued behind it).
  *
  * Waits inside the offloaded functions are bounded (5 s): a broken offload
  * fails a check instead of hanging. Checks inside coroutines count failures;
@@ -12,16 +15,29 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "weft.h"
 
 #include "harness.h"
+
+#if defined(WEFT_TSAN)
+/* The fork tests start threads in the child of a multi-threaded parent,
+ * which TSan refuses by default (a lock another thread held at the fork
+ * stays held in the child: the very hazard those tests check weft resets).
+ * An explicit die_after_fork in TSAN_OPTIONS still overrides this. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) { return "die_after_fork=0"; }
+#endif
 
 static void run(unsigned workers, weft_fn fn, void *arg)
 {
@@ -341,4 +357,249 @@ Test(blocking, plain_thread_runs_inline)
 	weft_blocking_stats(&after);
 	cr_assert_eq(after.completed, before.completed);   /* no helper involved */
 	cr_assert_eq(after.threads, 0);
+}
+
+/* ------------------------------------------------- raising the limit -- */
+
+/* With the limit at 1, a call's fn that waits (on a channel, from its
+ * helper) for a second call queued behind it: raising the limit must start
+ * a helper for the queued call, or the first fn waits for ever. The
+ * channel waits are bounded (5 s), so the old behaviour fails a check
+ * instead of hanging. */
+static weft_chan *handoff;
+
+static void *wait_for_second(void *arg)
+{
+	int v = 0;
+	int r = weft_chan_recv_timeout(handoff, &v, 5000000000ull);
+	return (void *)(intptr_t)(r == 0 ? v : r);
+}
+
+static void *send_to_first(void *arg)
+{
+	int v = 42;
+	return (void *)(intptr_t)weft_chan_send_timeout(handoff, &v, 5000000000ull);
+}
+
+static void *call_fn(void *arg)
+{
+	void *ret = (void *)(intptr_t)-1;
+	CHECK(weft_blocking((void *(*)(void *))arg, NULL, &ret) == 0);
+	return ret;
+}
+
+static bool stats_are(unsigned running_, unsigned queued_)
+{
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	return st.running == running_ && st.queued == queued_;
+}
+
+static void *raise_unblocks_main(void *arg)
+{
+	weft_task *first, *second;
+	CHECK(weft_spawn(&first, call_fn, (void *)wait_for_second) == 0);
+	CO_WAIT_UNTIL(stats_are(1, 0));
+	CHECK(weft_spawn(&second, call_fn, (void *)send_to_first) == 0);
+	CO_WAIT_UNTIL(stats_are(1, 1));
+	CHECK(weft_blocking_configure(8, 0) == 0);
+	void *r1 = NULL, *r2 = NULL;
+	CHECK(weft_join(first, &r1) == 0);
+	CHECK(weft_join(second, &r2) == 0);
+	CHECK((intptr_t)r1 == 42);          /* got the second call's value */
+	CHECK((intptr_t)r2 == 0);
+	return NULL;
+}
+
+Test(blocking, raising_the_limit_starts_queued_calls)
+{
+	cr_assert_eq(weft_blocking_configure(1, 0), 0);
+	cr_assert_eq(weft_chan_create(&handoff, sizeof(int), 0), 0);
+	run(2, raise_unblocks_main, NULL);
+	weft_chan_destroy(handoff);
+}
+
+/* Eight calls queued behind a limit of 1, then the limit raised to 8: all
+ * eight run at once (weft_blocking_stats shows running == 8) before any of
+ * them is let go. */
+enum { RAISED = 8 };
+static _Atomic unsigned raise_gate;
+
+static void *held(void *arg)
+{
+	return (void *)(uintptr_t)wait_flag(&raise_gate, 1);
+}
+
+static void *call_held(void *arg)
+{
+	void *ret = NULL;
+	CHECK(weft_blocking(held, NULL, &ret) == 0);
+	CHECK(ret == (void *)1);
+	return NULL;
+}
+
+static unsigned stat_running(void)
+{
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	return st.running;
+}
+
+static void *raise_all_main(void *arg)
+{
+	weft_task *t[RAISED];
+	for (int i = 0; i < RAISED; i++)
+		CHECK(weft_spawn(&t[i], call_held, NULL) == 0);
+	CO_WAIT_UNTIL(stats_are(1, RAISED - 1));
+	CHECK(weft_blocking_configure(RAISED, 0) == 0);
+	CO_WAIT_UNTIL(stat_running() == RAISED);
+	CHECK(stat_queued() == 0);
+	atomic_store(&raise_gate, 1);
+	for (int i = 0; i < RAISED; i++)
+		CHECK(weft_join(t[i], NULL) == 0);
+	return NULL;
+}
+
+Test(blocking, raising_the_limit_runs_the_queue_at_once)
+{
+	cr_assert_eq(weft_blocking_configure(1, 0), 0);
+	run(2, raise_all_main, NULL);
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	cr_assert_eq(st.peak_threads, RAISED, "peak %u", st.peak_threads);
+}
+
+/* ----------------------------------------------------------------- fork -- */
+
+/* Run fn in a forked child and return its wait status; -1 when it has not
+ * ended after about 15 s (it is then killed). The child's alarm ends a hang
+ * sooner: a broken pool fails the test instead of hanging the suite. */
+static int in_child(int (*fn)(void))
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		alarm(10);
+		_exit(fn());
+	}
+	int st = 0;
+	for (int i = 0; i < 15000; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return st;
+		sleep_ms(1);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+static void *child_call(void *arg)
+{
+	void *ret = NULL;
+	int r = weft_blocking(twice, (void *)21, &ret);
+	return (void *)(uintptr_t)(r == 0 && (uintptr_t)ret == 42);
+}
+
+/* In the child: a fresh pool (nothing of the parent's is counted), then a
+ * runtime of its own whose coroutine's call runs on a helper. Exit status 0
+ * when all went well, else which step failed. */
+static int child_uses_pool(void)
+{
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	if (st.threads || st.idle || st.queued || st.running)
+		return 2;
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 1 };
+	if (weft_rt_create(&rt, &cfg) != 0)
+		return 3;
+	void *ok = NULL;
+	if (weft_rt_run(rt, child_call, NULL, &ok) != 0 || !ok)
+		return 4;
+	if (weft_rt_destroy(rt) != 0)
+		return 5;
+	weft_blocking_stats(&st);
+	if (st.completed != 1 || st.threads > 1)
+		return 6;
+	return 0;
+}
+
+static void *one_call(void *arg)
+{
+	void *ret = NULL;
+	CHECK(weft_blocking(twice, (void *)1, &ret) == 0);
+	CHECK(ret == (void *)2);
+	return NULL;
+}
+
+Test(blocking, fork_child_gets_a_fresh_pool)
+{
+	/* The parent's helper is idle at the fork: the child's first call used
+	 * to reserve it and wait for ever. */
+	run(1, one_call, NULL);
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	cr_assert_eq(st.idle, 1);
+	int status = in_child(child_uses_pool);
+	cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	          "child status %#x", status);
+}
+
+static _Atomic unsigned fork_ready, fork_done;
+
+/* The parent's side while the child is forked: one helper busy in gate, one
+ * call queued behind it (limit 1). */
+static void *fork_busy_main(void *arg)
+{
+	weft_task *busy, *q;
+	CHECK(weft_spawn(&busy, call_gate, NULL) == 0);   /* takes the one helper */
+	CO_WAIT_UNTIL(atomic_load(&gate_started) == 1);
+	CHECK(weft_spawn(&q, call_fn, (void *)twice) == 0);
+	CO_WAIT_UNTIL(stat_queued() == 1);
+	atomic_store(&fork_ready, 1);
+	CO_WAIT_UNTIL(atomic_load(&fork_done) == 1);
+	atomic_store(&gate_open, 1);
+	CHECK(weft_join(busy, NULL) == 0);
+	CHECK(weft_join(q, NULL) == 0);
+	return NULL;
+}
+
+static _Atomic int runner_err = -1;
+
+/* A plain thread: the parent's runtime lives here while the test's own
+ * thread forks (a child of a coroutine would inherit a worker thread). */
+static void *runner(void *arg)
+{
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 2 };
+	int err = weft_rt_create(&rt, &cfg);
+	if (!err)
+		err = weft_rt_run(rt, fork_busy_main, NULL, NULL);
+	if (!err)
+		err = weft_rt_destroy(rt);
+	atomic_store(&runner_err, err);
+	return NULL;
+}
+
+Test(blocking, fork_child_gets_a_fresh_pool_while_the_parent_runs)
+{
+	cr_assert_eq(weft_blocking_configure(1, 0), 0);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, runner, NULL), 0);
+	for (int i = 0; i < 5000 && !atomic_load(&fork_ready); i++)
+		sleep_ms(1);
+	int status = atomic_load(&fork_ready) ? in_child(child_uses_pool) : -2;
+	atomic_store(&fork_done, 1);
+	pthread_join(th, NULL);
+	cr_assert(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	          "child status %#x", status);
+	cr_assert_eq(atomic_load(&runner_err), 0);
+	cr_assert_eq(atomic_load(&failures), 0, "%u check(s) failed, first at line %d",
+	             atomic_load(&failures), atomic_load(&first_fail_line));
+	/* The parent's pool is untouched by the child's reset. */
+	struct weft_blocking_stats st;
+	weft_blocking_stats(&st);
+	cr_assert_eq(st.queued, 0);
+	cr_assert_eq(st.running, 0);
 }

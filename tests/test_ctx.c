@@ -318,6 +318,8 @@ static void overflow_entry(void *data)
 	overflow(1);
 }
 
+static const char *child_name = "deep";
+
 static void child_start(weft__ctx_entry entry)
 {
 	struct weft__stack_pool *p;
@@ -326,7 +328,7 @@ static void child_start(weft__ctx_entry entry)
 	    weft__stack_cache_create(&c, p) || weft__stack_get(c, &child_stack))
 		_exit(98);
 	child_stack->owner_id = 42;
-	child_stack->owner_name = "deep";
+	child_stack->owner_name = child_name;
 	weft__ctx_init_thread(&main_ctx);
 	weft__ctx_make(&co_ctx, child_stack->lo, child_stack->size, entry);
 	weft__stack_set_current(child_stack);
@@ -342,6 +344,23 @@ Test(ctx, stack_overflow_names_the_coroutine_and_aborts)
 	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x, stderr: %s", st, buf);
 	cr_assert(strstr(buf, "weft: stack overflow in coroutine 42 \"deep\" (stack 64 KiB)\n"),
 	          "stderr: %s", buf);
+}
+
+/* The name is the program's data: escaped in the message, so a newline in
+ * it cannot forge a line of stderr. */
+static void child_overflow_odd_name(void)
+{
+	child_name = "a\nweft: x\x1b\\\"";
+	child_start(overflow_entry);
+}
+
+Test(ctx, stack_overflow_escapes_the_name)
+{
+	char buf[4096];
+	int st = run_child(child_overflow_odd_name, buf, sizeof buf);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x, stderr: %s", st, buf);
+	cr_assert(strstr(buf, "weft: stack overflow in coroutine 42 \"a\\nweft: x\\x1b\\\\\\\"\" "
+	                      "(stack 64 KiB)\n"), "stderr: %s", buf);
 }
 
 static int *volatile wild_ptr = (int *)16;   /* nowhere near a guard */

@@ -2,15 +2,24 @@
  * Generators: a million values out, values in (send), return value, close
  * of a suspended body (it unwinds), close of a body never started, misuse
  * errors, nesting, use from a plain thread as well as from coroutines
- * on several workers, and the floating-point environment the body shares
- * with its caller.
+ * on several workers, the floating-point environment the body shares
+ * with its caller, a fork while another thread uses generators, a yield
+ * from anywhere but the body (refused), and a body's stack overflow (the
+ * process ends with a message naming the generator, in a child).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fenv.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "weft.h"
 
@@ -389,4 +398,225 @@ Test(gen, body_shares_the_callers_fp_environment)
 	cr_assert(seen.q_after_resume == q_down, "MXCSR: the caller's mode did not reach the body");
 	cr_assert_eq(fegetround(), FE_TONEAREST, "the body's last change did not reach the caller");
 	cr_assert_eq(weft_gen_close(g), 0);
+}
+
+/* ------------------------------------------------------------------ fork -- */
+
+/* Generator stacks of the default size come from a process-wide free list
+ * under a lock. A child forked while another thread held that lock used to
+ * wait for it for ever at its first weft_gen_create. A thread here creates
+ * and closes generators (the list's lock taken twice per round) while the
+ * test forks children that each create and close one. Whether a fork lands
+ * inside the lock is chance, so the old code failed only when one did
+ * (most runs: the lock is a good part of each round); the fixed code passes
+ * whatever the timing. Each child has an alarm, the parent a bounded wait. */
+static _Atomic int churn_stop;
+
+static void *churner(void *arg)
+{
+	(void)arg;
+	for (long i = 0; i < 100000000 && !atomic_load(&churn_stop); i++) {
+		weft_gen *g;
+		if (weft_gen_create(&g, count_body, (void *)(uintptr_t)1, 0) != 0)
+			break;
+		weft_gen_close(g);
+	}
+	return NULL;
+}
+
+static int child_gen_works(void)
+{
+	weft_gen *g;
+	void *out = NULL;
+	if (weft_gen_create(&g, count_body, (void *)(uintptr_t)2, 0) != 0)
+		return 2;
+	int r1 = weft_gen_resume(g, NULL, &out);
+	int r2 = weft_gen_resume(g, NULL, &out);
+	int r3 = weft_gen_resume(g, NULL, &out);
+	if (r1 != WEFT_GEN_YIELDED || r2 != WEFT_GEN_YIELDED || r3 != WEFT_GEN_DONE)
+		return 3;
+	return weft_gen_close(g) == 0 ? 0 : 4;
+}
+
+/* The wait status of a forked child running fn; -1 when it did not end
+ * within about 15 s (it is killed then). */
+static int in_child(int (*fn)(void))
+{
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		alarm(5);
+		_exit(fn());
+	}
+	int st = 0;
+	for (int i = 0; i < 15000; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return st;
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+Test(gen, fork_child_creates_generators)
+{
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, churner, NULL), 0);
+	int bad = 0, status = 0;
+	for (int i = 0; i < 100 && !bad; i++) {
+		status = in_child(child_gen_works);
+		bad = !(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	atomic_store(&churn_stop, 1);
+	pthread_join(th, NULL);
+	cr_assert(!bad, "a child failed: status %#x", status);
+}
+
+/* ------------------------------------------------- yield outside the body -- */
+
+static void *yield_other_body(weft_gen *h, void *arg, void *in)
+{
+	weft_gen *g = arg;                     /* running, but this is h's body */
+	return (void *)(intptr_t)weft_gen_yield(g, NULL, NULL);
+}
+
+static void *nest_yield_body(weft_gen *g, void *arg, void *in)
+{
+	weft_gen *h;
+	intptr_t r = -1;
+	if (weft_gen_create(&h, yield_other_body, g, 0) == 0) {
+		void *out = NULL;
+		if (weft_gen_resume(h, NULL, &out) == WEFT_GEN_DONE)
+			r = (intptr_t)out;
+		weft_gen_close(h);
+	}
+	weft_gen_yield(g, (void *)r, NULL);     /* its own: fine */
+	return (void *)(uintptr_t)0xd0e;
+}
+
+Test(gen, yield_outside_its_body_is_refused)
+{
+	weft_gen *g;
+	void *out = NULL;
+	cr_assert_eq(weft_gen_yield(NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(weft_gen_create(&g, count_body, (void *)(uintptr_t)2, 0), 0);
+	cr_assert_eq(weft_gen_yield(g, NULL, NULL), -EPERM, "never started");
+	cr_assert_eq(weft_gen_resume(g, NULL, &out), WEFT_GEN_YIELDED);
+	cr_assert_eq((uintptr_t)out, 0);
+	cr_assert_eq(weft_gen_yield(g, NULL, NULL), -EPERM, "suspended, from its caller");
+	cr_assert_eq(weft_gen_resume(g, NULL, &out), WEFT_GEN_YIELDED);
+	cr_assert_eq((uintptr_t)out, 1, "the refused yields changed nothing");
+	cr_assert_eq(weft_gen_resume(g, NULL, &out), WEFT_GEN_DONE);
+	cr_assert_eq(weft_gen_yield(g, NULL, NULL), -EPERM, "done");
+	cr_assert_eq(weft_gen_close(g), 0);
+
+	/* g is running, but the yield comes from the body of another
+	 * generator that g's body resumed. */
+	cr_assert_eq(weft_gen_create(&g, nest_yield_body, NULL, 0), 0);
+	cr_assert_eq(weft_gen_resume(g, NULL, &out), WEFT_GEN_YIELDED);
+	cr_assert_eq((intptr_t)out, -EPERM);
+	cr_assert_eq(weft_gen_resume(g, NULL, &out), WEFT_GEN_DONE);
+	cr_assert_eq((uintptr_t)out, 0xd0e);
+	cr_assert_eq(weft_gen_close(g), 0);
+}
+
+/* -------------------------------------------------------------- overflow -- */
+
+/* A generator body that overflows its stack must end the process with the
+ * same kind of message as a coroutine's: "weft: stack overflow in
+ * generator ...", naming the generator and who resumed it. Each case runs
+ * in a child with stderr on a pipe. */
+static volatile uint64_t overflow_limit = UINT64_MAX;   /* never reached */
+
+static __attribute__((noinline)) uint64_t recurse(uint64_t x)
+{
+	volatile unsigned char frame[256];
+	frame[0] = (unsigned char)x;
+	if (x == overflow_limit)
+		return 0;
+	return recurse(x + 1) + frame[0];      /* not a tail call */
+}
+
+static void *overflow_body(weft_gen *g, void *arg, void *in)
+{
+	return (void *)(uintptr_t)recurse(1);
+}
+
+static weft_gen *overflow_gen;
+
+static int overflow_on_this_thread(void)
+{
+	if (weft_gen_create(&overflow_gen, overflow_body, NULL, 0) != 0)
+		return 2;
+	weft_gen_resume(overflow_gen, NULL, NULL);
+	return 3;                              /* survived: no overflow */
+}
+
+static void *overflow_in_coroutine(void *arg)
+{
+	weft_set_name("gen-owner");
+	overflow_on_this_thread();
+	return NULL;
+}
+
+static int overflow_from_coroutine(void)
+{
+	weft_rt *rt;
+	if (weft_rt_create(&rt, &(struct weft_config){ .workers = 1 }) != 0)
+		return 4;
+	weft_rt_run(rt, overflow_in_coroutine, NULL, NULL);
+	return 3;
+}
+
+/* fn's wait status in a child whose stderr lands in buf. */
+static int child_stderr(int (*fn)(void), char *buf, size_t cap)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		dup2(p[1], 2);
+		alarm(20);                     /* a hang must not hang the suite */
+		_exit(fn());
+	}
+	close(p[1]);
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < cap && (r = read(p[0], buf + n, cap - 1 - n)) > 0)
+		n += (size_t)r;                /* ends when the child's stderr closes */
+	buf[n] = 0;
+	close(p[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return st;
+}
+
+Test(gen, stack_overflow_on_a_plain_thread_is_reported)
+{
+	char buf[4096];
+	int st = child_stderr(overflow_on_this_thread, buf, sizeof buf);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x, stderr: %s", st, buf);
+	char want[128];
+	snprintf(want, sizeof want, " (body %p) (stack 64 KiB), resumed by a plain thread\n",
+	         (void *)(uintptr_t)overflow_body);
+	cr_assert(strstr(buf, "weft: stack overflow in generator 0x"), "stderr: %s", buf);
+	cr_assert(strstr(buf, want), "stderr: %s, want: %s", buf, want);
+}
+
+Test(gen, stack_overflow_in_a_coroutine_names_the_resumer)
+{
+	char buf[4096];
+	int st = child_stderr(overflow_from_coroutine, buf, sizeof buf);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x, stderr: %s", st, buf);
+	cr_assert(strstr(buf, "weft: stack overflow in generator "), "stderr: %s", buf);
+	cr_assert(strstr(buf, "(stack 64 KiB), resumed by coroutine 1 \"gen-owner\"\n"),
+	          "stderr: %s", buf);
 }

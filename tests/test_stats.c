@@ -12,10 +12,25 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#if defined(WEFT_TSAN)
+/* The fork tests start threads in the child of a multi-threaded parent,
+ * which TSan refuses by default (a lock another thread held at the fork
+ * stays held in the child: the very hazard those tests check weft resets).
+ * An explicit die_after_fork in TSAN_OPTIONS still overrides this. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) { return "die_after_fork=0"; }
+#endif
 
 /* ------------------------------------------------------ ring counters --- */
 
@@ -381,4 +396,277 @@ Test(stats, dump_while_coroutines_run)
 {
 	atomic_store(&spin_stop, 0);
 	run_with(4, 0, dump_busy_main, NULL);
+}
+
+/* ------------------------------------------------------- dump and fork --- */
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* Run fn in a forked child and return its wait status; -1 when it has not
+ * ended after about 15 s (then it is killed). The child's alarm ends a
+ * hang sooner. */
+static int in_child(int (*fn)(void))
+{
+	/* Not fflush(NULL): it would wait for the lock of a FILE that a thread
+	 * of the test holds on purpose (held_dumper's). */
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		alarm(10);
+		_exit(fn());
+	}
+	int st = 0;
+	for (int i = 0; i < 15000; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return st;
+		sleep_ms(1);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+/* How many "weft: runtime" lines weft_dump prints now; -1 on error. */
+static int dumped_runtimes(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return -1;
+	weft_dump(f);
+	fclose(f);
+	int n = 0;
+	for (const char *p = buf; (p = strstr(p, "weft: runtime ")); p++)
+		n++;
+	free(buf);
+	return n;
+}
+
+/* A FILE whose writes wait (at most 5 s) until released: a weft_dump into it
+ * stays inside weft_dump, holding its list of runtimes, while we fork. */
+static _Atomic int dump_inside, dump_release;
+
+static ssize_t held_write(void *cookie, const char *buf, size_t n)
+{
+	(void)cookie;
+	(void)buf;
+	atomic_store(&dump_inside, 1);
+	for (int i = 0; i < 5000 && !atomic_load(&dump_release); i++)
+		sleep_ms(1);
+	return (ssize_t)n;
+}
+
+static void *held_dumper(void *arg)
+{
+	(void)arg;
+	FILE *f = fopencookie(NULL, "w", (cookie_io_functions_t){ .write = held_write });
+	if (!f)
+		return NULL;
+	setvbuf(f, NULL, _IONBF, 0);     /* every line reaches held_write at once */
+	weft_dump(f);
+	fclose(f);
+	return NULL;
+}
+
+/* In the child: the parent's runtime is not listed (it has no thread here),
+ * and the child can create, dump and destroy a runtime of its own. */
+static int child_dumps_its_own(void)
+{
+	if (dumped_runtimes() != 0)
+		return 2;
+	weft_rt *rt;
+	if (weft_rt_create(&rt, &(struct weft_config){ .workers = 1 }) != 0)
+		return 3;
+	int n = dumped_runtimes();
+	if (weft_rt_destroy(rt) != 0)
+		return 4;
+	if (n != 1)
+		return 5;
+	return dumped_runtimes() == 0 ? 0 : 6;
+}
+
+Test(stats, fork_child_lists_only_its_own_runtimes)
+{
+	weft_rt *rt;
+	cr_assert_eq(weft_rt_create(&rt, &(struct weft_config){ .workers = 1 }), 0);
+	cr_assert_eq(dumped_runtimes(), 1);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, held_dumper, NULL), 0);
+	for (int i = 0; i < 5000 && !atomic_load(&dump_inside); i++)
+		sleep_ms(1);
+	/* The fork copies the list's lock held by held_dumper. */
+	int st = atomic_load(&dump_inside) ? in_child(child_dumps_its_own) : -2;
+	atomic_store(&dump_release, 1);
+	pthread_join(th, NULL);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+
+/* ------------------------------------------------- names in the dump --- */
+
+/* A coroutine's name goes into weft_dump escaped: a newline in it cannot
+ * start a line of its own (a forged "weft: runtime" or "coroutine" line),
+ * nor can an escape sequence reach a terminal, nor a quote end the name. */
+static const char evil_name[] = "a\nweft: runtime 0: x\x1b[2J\\\"z";
+static char evil_dump[8192];
+
+static void *named_sleeper(void *arg)
+{
+	(void)arg;
+	weft_set_name(evil_name);
+	weft_sleep(60ull * 1000000000);        /* parks until cancelled */
+	return NULL;
+}
+
+static void *escape_main(void *arg)
+{
+	(void)arg;
+	weft_task *t;
+	CHECK(weft_spawn(&t, named_sleeper, NULL) == 0);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	CHECK(f != NULL);
+	if (f) {
+		weft_dump(f);
+		fclose(f);
+		snprintf(evil_dump, sizeof evil_dump, "%s", buf);
+		free(buf);
+	}
+	weft_cancel(t);
+	CHECK(weft_join(t, NULL) == 0);
+	return NULL;
+}
+
+Test(stats, dump_escapes_names)
+{
+	cr_assert_lt(strlen(evil_name), 32, "fits a name");
+	run_with(1, 0, escape_main, NULL);
+	/* every line is a runtime's header or a coroutine's */
+	int runtimes = 0;
+	for (const char *p = evil_dump; *p; p = strchr(p, '\n') + 1) {
+		if (!strncmp(p, "weft: runtime ", 14))
+			runtimes++;
+		else
+			cr_assert(!strncmp(p, "  coroutine ", 12), "stray line: %.60s", p);
+		cr_assert(strchr(p, '\n'), "unterminated line: %.60s", p);
+	}
+	cr_assert_eq(runtimes, 1, "dump:\n%s", evil_dump);
+	cr_assert_null(strchr(evil_dump, '\x1b'), "dump:\n%s", evil_dump);
+	cr_assert(strstr(evil_dump, "\"a\\nweft: runtime 0: x\\x1b[2J\\\\\\\"z\": parked"),
+	          "dump:\n%s", evil_dump);
+}
+
+/* ----------------------------------------------------- SIGQUIT trigger --- */
+
+/* weft_dump_on_sigquit's handler asks a runtime's monitor for a dump; with
+ * no runtime alive no monitor would ever see the request, and the SIGQUIT
+ * must not vanish: it gets the default action (the process ends with
+ * SIGQUIT). Children, with cores off; stderr goes to a file the child
+ * reads back to see the dump. */
+static char quit_err_path[64];
+
+/* Wait (at most 5 s) until the child's stderr file holds what. */
+static bool stderr_has(const char *what)
+{
+	for (int i = 0; i < 5000; i++) {
+		char buf[8192];
+		FILE *f = fopen(quit_err_path, "r");
+		size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[n] = 0;
+		if (strstr(buf, what))
+			return true;
+		sleep_ms(1);
+	}
+	return false;
+}
+
+static int quit_setup(void)
+{
+	struct rlimit no_core = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &no_core);
+	int fd = open(quit_err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || dup2(fd, 2) < 0)
+		return -1;
+	close(fd);
+	return weft_dump_on_sigquit();
+}
+
+static int quit_without_runtime(void)
+{
+	if (quit_setup() != 0)
+		return 2;
+	raise(SIGQUIT);       /* the handler runs before raise returns */
+	return 0;             /* survived: swallowed */
+}
+
+static int quit_with_then_without_runtime(void)
+{
+	if (quit_setup() != 0)
+		return 2;
+	weft_rt *rt;
+	if (weft_rt_create(&rt, &(struct weft_config){ .workers = 1 }) != 0)
+		return 3;
+	raise(SIGQUIT);       /* a dump request: the monitor prints it */
+	if (!stderr_has("weft: runtime "))
+		return 4;
+	if (weft_rt_destroy(rt) != 0)
+		return 5;
+	raise(SIGQUIT);       /* no runtime now: the default action */
+	return 0;
+}
+
+static void quit_check(int (*fn)(void))
+{
+	snprintf(quit_err_path, sizeof quit_err_path, "/tmp/weft-quit-%d", (int)getpid());
+	int st = in_child(fn);
+	unlink(quit_err_path);
+	cr_assert(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGQUIT,
+	          "child status %#x (exited %d)", st, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+Test(stats, sigquit_without_a_runtime_has_the_default_action)
+{
+	quit_check(quit_without_runtime);
+}
+
+Test(stats, sigquit_dumps_while_a_runtime_lives_then_has_the_default_action)
+{
+	quit_check(quit_with_then_without_runtime);
+}
+
+/* A SIGQUIT just before the last runtime is destroyed: its monitor may not
+ * have taken the request yet, and stops; the dump must come all the same. */
+static int quit_then_destroy(void)
+{
+	if (quit_setup() != 0)
+		return 2;
+	weft_rt *rt;
+	if (weft_rt_create(&rt, &(struct weft_config){ .workers = 1 }) != 0)
+		return 3;
+	raise(SIGQUIT);
+	if (weft_rt_destroy(rt) != 0)
+		return 4;
+	/* Answered by the runtime's monitor or by weft_rt_destroy itself; the
+	 * monitor's answer says "no runtime alive" when the destroy unlisted
+	 * the runtime between the monitor's taking the request and its dump. */
+	return stderr_has("weft: runtime ") || stderr_has("weft: no runtime alive\n") ? 0 : 5;
+}
+
+Test(stats, sigquit_just_before_the_last_destroy_still_dumps)
+{
+	snprintf(quit_err_path, sizeof quit_err_path, "/tmp/weft-quit-%d", (int)getpid());
+	int st = in_child(quit_then_destroy);
+	unlink(quit_err_path);
+	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
 }

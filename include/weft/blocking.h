@@ -10,6 +10,13 @@
  * 64, or the WEFT_BLOCKING_THREADS environment variable read at the first
  * call); calls beyond that wait in a FIFO queue. A helper that finds no work
  * for the idle timeout (default 10 s, WEFT_BLOCKING_IDLE_MS) exits.
+ *
+ * fork: the child starts with an empty pool. The parent's helpers stay in
+ * the parent, and so do the calls its coroutines had queued or running
+ * (they are not run in the child); weft_blocking_stats counts from zero. The
+ * limit and the idle timeout are kept. A child forked from a plain thread
+ * (not from a coroutine or a helper's fn) may create a runtime of its own
+ * and call weft_blocking, whether or not the parent had a runtime alive.
  */
 #ifndef WEFT_BLOCKING_H
 #define WEFT_BLOCKING_H
@@ -49,8 +56,10 @@ WEFT_API int weft_blocking(void *(*fn)(void *arg), void *arg, void **ret);
 /**
  * Set the most helper threads that may run at once (1..4096) and the idle
  * timeout after which a helper without work exits (idle_ms 0: keep the
- * current value). Lowering the limit lets surplus helpers exit after their
- * current call. Any thread; returns 0 or -EINVAL.
+ * current value). Raising the limit starts helpers at once for the calls
+ * queued beyond the old one, up to the new limit (a helper that cannot be
+ * started then is left to a later call). Lowering it lets surplus helpers
+ * exit after their current call. Any thread; returns 0 or -EINVAL.
  */
 WEFT_API int weft_blocking_configure(unsigned max_threads, unsigned idle_ms);
 

@@ -192,7 +192,15 @@ typedef void *(*weft_gen_fn)(weft_gen *g, void *arg, void *in);
 
 /** Create a suspended generator (the body has not started). stack_size 0:
  *  WEFT_STACK_DEFAULT; below WEFT_STACK_MIN: -EINVAL. Never blocks; any
- *  thread. 0, -EINVAL, -ENOMEM. */
+ *  thread. 0, -EINVAL, -ENOMEM.
+ *  A body that overflows its stack ends the process (SIGABRT) with
+ *  "weft: stack overflow in generator 0x<g> (body 0x<fn>) (stack N KiB),
+ *  resumed by coroutine <id> "<name>"" (or by a generator's body, or by a
+ *  plain thread), as a coroutine's overflow does. The message needs an
+ *  alternate signal stack on the resuming thread: workers have one and
+ *  weft_gen_create gives one to the plain thread that calls it; a plain
+ *  thread that only resumes generators created elsewhere dies with a bare
+ *  SIGSEGV instead. */
 WEFT_API int weft_gen_create(weft_gen **g, weft_gen_fn fn, void *arg, size_t stack_size);
 
 #define WEFT_GEN_YIELDED 1   /* weft_gen_resume: the body yielded *out     */
@@ -211,7 +219,9 @@ WEFT_API int weft_gen_resume(weft_gen *g, void *in, void **out);
  * From the body only: hand out to the resumer and suspend. Returns 0 with
  * *in (may be NULL) set to the next resume's value, or -ECANCELED when the
  * generator is being closed: the body must then clean up and return (every
- * later yield also returns -ECANCELED at once).
+ * later yield also returns -ECANCELED at once). Errors: -EPERM when not
+ * called from g's own body (from its caller, from another generator's body,
+ * g not started, suspended or done; nothing done), -EINVAL (g NULL).
  */
 WEFT_API int weft_gen_yield(weft_gen *g, void *out, void **in);
 

@@ -616,6 +616,10 @@ size_t weft__stack_high_water(const struct weft__stack *s, struct weft__stack_hw
 static __thread struct weft__stack *tls_current __attribute__((tls_model("initial-exec")));
 static __thread void *tls_altstack __attribute__((tls_model("initial-exec")));
 static __thread size_t tls_altstack_len __attribute__((tls_model("initial-exec")));
+/* weft__stack_thread_init succeeded on this thread (with our alternate
+ * stack or one that was there): later calls return at once. */
+static __thread bool tls_ready __attribute__((tls_model("initial-exec")));
+__thread const struct weft__stack *weft__gen_current __attribute__((tls_model("initial-exec")));
 
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 static struct sigaction old_segv;
@@ -650,36 +654,139 @@ static size_t put_str(char *buf, size_t at, size_t cap, const char *s, size_t ma
 	return at;
 }
 
-/* Async-signal-safe: formats by hand, one write(2). */
-static void report_overflow(const struct weft__stack *s)
+static size_t fmt_hex(char *buf, uintptr_t v)
 {
-	char buf[256];
-	size_t n = 0, cap = sizeof buf;
-	n = put_str(buf, n, cap, "weft: stack overflow in coroutine ", 64);
-	n += fmt_u64(buf + n, s->owner_id);
+	char tmp[2 + 2 * sizeof v];
+	size_t n = 0, i;
+	do {
+		tmp[n++] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v);
+	buf[0] = '0';
+	buf[1] = 'x';
+	for (i = 0; i < n; i++)
+		buf[2 + i] = tmp[n - 1 - i];
+	return n + 2;
+}
+
+/* A number at buf[at], if it fits below cap (fmt_u64 and fmt_hex write
+ * at most 20 and 18 characters); else nothing. */
+static size_t put_u64(char *buf, size_t at, size_t cap, uint64_t v)
+{
+	return at + 20 <= cap ? at + fmt_u64(buf + at, v) : at;
+}
+
+static size_t put_hex(char *buf, size_t at, size_t cap, uintptr_t v)
+{
+	return at + 18 <= cap ? at + fmt_hex(buf + at, v) : at;
+}
+
+/* The name, escaped as weft_dump escapes it (src/sched/introspect.c): it
+ * is the program's data, and a newline in it would forge a line of stderr,
+ * an escape sequence reach a terminal. \n \t \r \\ \" and \xHH for other
+ * control bytes; bytes from 0x80 up as they are. At most max bytes of the
+ * name, each escape whole or not at all below cap. */
+static size_t put_name(char *buf, size_t at, size_t cap, const char *s, size_t max)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; s[i] && i < max; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[4];
+		size_t n = 0;
+		if (c == '\n' || c == '\t' || c == '\r' || c == '\\' || c == '"') {
+			e[n++] = '\\';
+			e[n++] = c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : (char)c;
+		} else if (c < 0x20 || c == 0x7f) {
+			e[n++] = '\\';
+			e[n++] = 'x';
+			e[n++] = hex[c >> 4];
+			e[n++] = hex[c & 15];
+		} else {
+			e[n++] = (char)c;
+		}
+		if (at + n > cap)
+			break;
+		for (size_t k = 0; k < n; k++)
+			buf[at++] = e[k];
+	}
+	return at;
+}
+
+/* `coroutine <id> "<name>"` of a coroutine's stack, `generator 0x...
+ * (body 0x...)` of a generator's. */
+static size_t put_owner(char *buf, size_t n, size_t cap, const struct weft__stack *s)
+{
+	if (s->gen) {
+		n = put_str(buf, n, cap, "generator ", 16);
+		n = put_hex(buf, n, cap, (uintptr_t)s->gen);
+		n = put_str(buf, n, cap, " (body ", 16);
+		n = put_hex(buf, n, cap, (uintptr_t)s->gen_body);
+		return put_str(buf, n, cap, ")", 1);
+	}
+	n = put_str(buf, n, cap, "coroutine ", 16);
+	n = put_u64(buf, n, cap, s->owner_id);
 	const char *name = s->owner_name;
 	if (name && name[0]) {
 		n = put_str(buf, n, cap, " \"", 2);
-		n = put_str(buf, n, cap - 40, name, 64);
+		n = put_name(buf, n, cap, name, 64);
 		n = put_str(buf, n, cap, "\"", 1);
 	}
+	return n;
+}
+
+/* Async-signal-safe: formats by hand, one write(2). A coroutine's stack:
+ *   weft: stack overflow in coroutine <id> "<name>" (stack <N> KiB)
+ * a generator's, followed by who resumed it: the generators whose bodies
+ * resumed it, innermost first (a few, then "..."), and then the coroutine
+ * running on this thread, or a plain thread:
+ *   weft: stack overflow in generator 0x... (body 0x...) (stack <N> KiB),
+ *   resumed by coroutine <id> "<name>"
+ * The line is cut, never overrun, when it does not fit the buffer. */
+static void report_overflow(const struct weft__stack *s)
+{
+	char buf[512];
+	size_t n = 0, cap = sizeof buf - 1;      /* room kept for the newline */
+	n = put_str(buf, n, cap, "weft: stack overflow in ", 64);
+	n = put_owner(buf, n, cap, s);
 	n = put_str(buf, n, cap, " (stack ", 16);
-	n += fmt_u64(buf + n, s->size / 1024);
-	n = put_str(buf, n, cap, " KiB)\n", 8);
-	ssize_t r = write(2, buf, n);
-	(void)r;
+	n = put_u64(buf, n, cap, s->size / 1024);
+	n = put_str(buf, n, cap, " KiB)", 8);
+	/* The resumers were each stored on this thread, by the resume that
+	 * made the next one run: reading them here reads our own stores. */
+	for (int depth = 0; s->gen; depth++) {
+		n = put_str(buf, n, cap, ", resumed by ", 16);
+		if (depth == 4) {
+			n = put_str(buf, n, cap, "...", 3);
+			break;
+		}
+		s = s->gen_resumer ? s->gen_resumer : tls_current;
+		if (!s) {
+			n = put_str(buf, n, cap, "a plain thread", 16);
+			break;
+		}
+		n = put_owner(buf, n, cap, s);
+	}
+	buf[n++] = '\n';
+	ssize_t w = write(2, buf, n);
+	(void)w;
+}
+
+/* The fault at a lies in the guard page below s. */
+static bool in_guard(const struct weft__stack *s, uintptr_t a)
+{
+	uintptr_t lo = (uintptr_t)s->lo;
+	return a < lo && a >= lo - page_size;
 }
 
 static void on_segv(int sig, siginfo_t *si, void *uc)
 {
-	const struct weft__stack *s = tls_current;
-	uintptr_t a = (uintptr_t)si->si_addr, lo;
-	if (s && si->si_code > 0) {
-		lo = (uintptr_t)s->lo;
-		if (a < lo && a >= lo - page_size) {
-			report_overflow(s);
-			abort();
-		}
+	/* A generator's body runs on the generator's stack, above whatever
+	 * coroutine resumed it: that stack is the one to look at first. */
+	const struct weft__stack *g = weft__gen_current, *s = tls_current;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	if (si->si_code > 0 && ((g && in_guard(g, a)) || (s && in_guard(s, a)))) {
+		report_overflow(g && in_guard(g, a) ? g : s);
+		abort();
 	}
 	/* Not ours: the previous disposition, unchanged. */
 	if (old_segv.sa_flags & SA_SIGINFO) {
@@ -714,13 +821,49 @@ static void install_handler(void)
 		handler_err = -errno;
 }
 
+/* A thread that exits without weft__stack_thread_exit (a plain thread that
+ * ran generators: nothing of weft sees it end) unmaps its alternate stack
+ * through this key's destructor; weft__stack_thread_exit clears the key. */
+static pthread_key_t altstack_key;
+static int altstack_key_err;
+static pthread_once_t altstack_key_once = PTHREAD_ONCE_INIT;
+
+static void altstack_release(void)
+{
+	stack_t ss = { .ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE };
+	if (sigaltstack(&ss, NULL) == 0)
+		munmap(tls_altstack, tls_altstack_len);
+	tls_altstack = NULL;
+	tls_altstack_len = 0;
+}
+
+/* Runs at the exit of a thread whose key is still set; its TLS is still
+ * there (destructors run before the thread's TLS goes). */
+static void altstack_dtor(void *unused)
+{
+	(void)unused;
+	tls_current = NULL;
+	weft__gen_current = NULL;
+	tls_ready = false;
+	if (tls_altstack)
+		altstack_release();
+}
+
+static void altstack_key_create(void)
+{
+	altstack_key_err = -pthread_key_create(&altstack_key, altstack_dtor);
+}
+
 int weft__stack_thread_init(void)
 {
+	if (tls_ready)
+		return 0;
 	pthread_once(&handler_once, install_handler);
 	if (handler_err)
 		return handler_err;
-	if (tls_altstack)
-		return 0;
+	pthread_once(&altstack_key_once, altstack_key_create);
+	if (altstack_key_err)
+		return altstack_key_err;
 
 	/* Keep an alternate stack someone else (ASan, the program) set up, if
 	 * it is big enough for our handler and the one we chain to. */
@@ -729,8 +872,10 @@ int weft__stack_thread_init(void)
 	if (min > 0 && (size_t)min * 4 > need)
 		need = ((size_t)min * 4 + pagesz() - 1) & ~(pagesz() - 1);
 	stack_t cur;
-	if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_size >= need)
+	if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_size >= need) {
+		tls_ready = true;
 		return 0;
+	}
 
 	size_t len = need + pagesz();
 	char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -743,19 +888,25 @@ int weft__stack_thread_init(void)
 		munmap(m, len);
 		return err;
 	}
+	int err = -pthread_setspecific(altstack_key, m);   /* any non-NULL value */
+	if (err) {
+		stack_t off = { .ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE };
+		sigaltstack(&off, NULL);
+		munmap(m, len);
+		return err;
+	}
 	tls_altstack = m;
 	tls_altstack_len = len;
+	tls_ready = true;
 	return 0;
 }
 
 void weft__stack_thread_exit(void)
 {
 	tls_current = NULL;
+	tls_ready = false;
 	if (!tls_altstack)
 		return;
-	stack_t ss = { .ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE };
-	if (sigaltstack(&ss, NULL) == 0)
-		munmap(tls_altstack, tls_altstack_len);
-	tls_altstack = NULL;
-	tls_altstack_len = 0;
+	pthread_setspecific(altstack_key, NULL);
+	altstack_release();
 }

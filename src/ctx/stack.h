@@ -32,6 +32,15 @@ struct weft__stack {
 	/* labels for the overflow message; set by the owner of the stack */
 	uint64_t owner_id;
 	const char *owner_name;
+	/* A generator's stack (src/sync/gen.c) has a descriptor of its own, in
+	 * its struct weft_gen, only for the overflow message: gen is then the
+	 * handle and gen_body its body function (both printed as addresses),
+	 * and gen_resumer the generator whose body last resumed it (NULL: a
+	 * coroutine or a plain thread did), set by each resume. NULL gen: a
+	 * coroutine's stack. Written and read on the resuming thread only. */
+	const void *gen;
+	void (*gen_body)(void);
+	const struct weft__stack *gen_resumer;
 	/* Coroutines that have taken this stack since it was mapped (1: the
 	 * present one is its first user, so its high-water mark is its own).
 	 * Written by the taking thread (relaxed load + store, no RMW: one
@@ -89,8 +98,11 @@ struct weft__stack_hw_cache {
 	unsigned char vec[1024];
 };
 
-/* Per-thread set-up for any thread that runs coroutines: installs the
- * alternate signal stack (and, once per process, the SIGSEGV handler). */
+/* Per-thread set-up for any thread that runs coroutines or generators:
+ * installs the alternate signal stack (and, once per process, the SIGSEGV
+ * handler). Cheap once done on a thread (a thread-local test). A plain
+ * thread's alternate stack is unmapped when the thread exits; a worker's by
+ * weft__stack_thread_exit. Caller: the thread itself. */
 int  weft__stack_thread_init(void);
 void weft__stack_thread_exit(void);
 /* The stack now running on this thread (NULL: the thread's own), for the
@@ -105,7 +117,18 @@ static inline void weft__stack_set_current(struct weft__stack *s)
 #else
 void weft__stack_set_current(struct weft__stack *s);
 #endif
-
+/* The stack of the generator whose body runs on this thread now, if any,
+ * the innermost when bodies resume other generators (NULL: none); the
+ * overflow handler looks at it before the coroutine's stack above. Written
+ * by src/sync/gen.c at each resume, yield and return, read there and by the
+ * handler, all on the thread itself: a plain thread-local, no atomics (the
+ * handler interrupts the thread that wrote it). A direct initial-exec
+ * access, not WEFT__TLS_AT: a generator's resume and yield read and write
+ * it before their switch, never across one, so the thread pointer cannot be
+ * stale, and the switch is the generators' whole cost: the accessor's
+ * reload of the offset would add to every value. */
+extern __thread const struct weft__stack *weft__gen_current
+	__attribute__((tls_model("initial-exec")));
 /* Tests only: behave as if the kernel lacked MADV_GUARD_INSTALL (mprotect
  * guards) and as if vm.max_map_count were max_map_count (0: the real one).
  * Call before any pool exists. */

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <pthread.h>
@@ -88,15 +89,60 @@ WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len
 
 static pthread_mutex_t rts_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct weft_rt *rts;             /* every live runtime, for weft_dump */
+/* The runtimes on the list whose monitor runs: a monitor is what answers a
+ * SIGQUIT's dump request (weft__dump_requested). Changed under rts_lock,
+ * read by on_sigquit without it; seq_cst, with sigquit_pending: see
+ * on_sigquit. */
+static _Atomic unsigned nmonitored;
+static _Atomic int sigquit_pending;
+
+static void dump_rt(struct weft_rt *rt, FILE *f);
+
+/*
+ * fork: the child has none of the parent's workers, so none of its runtimes
+ * is live there (dumping one would show coroutines that can never run), and
+ * its copy of rts_lock may be held by a parent thread that is in weft_dump
+ * (a dump writes to a FILE while holding it: for as long as the FILE
+ * takes). The child handler starts an empty list with a fresh lock; it
+ * reads nothing of the copy, so no prepare handler is needed and a fork
+ * never waits for a dump. Registered (once) before the lock is first
+ * taken. Caller: the atfork child, on the forking thread.
+ */
+static pthread_once_t rts_fork_once = PTHREAD_ONCE_INIT;
+
+static void rts_child_fork(void)
+{
+	pthread_mutex_init(&rts_lock, NULL);
+	rts = NULL;
+	/* No monitor here: a SIGQUIT in the child gets the default action
+	 * until the child creates a runtime; a request the parent had not
+	 * answered yet is the parent's. Relaxed: the child has one thread,
+	 * and a handler that interrupts it sees its own stores. */
+	atomic_store_explicit(&nmonitored, 0, memory_order_relaxed);
+	atomic_store_explicit(&sigquit_pending, 0, memory_order_relaxed);
+}
+
+static void rts_fork_register(void)
+{
+	/* Fails only for lack of memory: a child then keeps the parent's list
+	 * (nothing here can report it). */
+	(void)pthread_atfork(NULL, NULL, rts_child_fork);
+}
 
 void weft__rts_add(struct weft_rt *rt)
 {
+	pthread_once(&rts_fork_once, rts_fork_register);
 	pthread_mutex_lock(&rts_lock);
 	rt->next_rt = rts;
 	rts = rt;
+	/* monitor_started is set before rt is listed and never changes */
+	if (rt->monitor_started)
+		atomic_fetch_add(&nmonitored, 1);       /* seq_cst: see on_sigquit */
 	pthread_mutex_unlock(&rts_lock);
 }
 
+/* Caller: weft_rt_destroy, once no coroutine of rt is left and before its
+ * monitor stops. */
 void weft__rts_remove(struct weft_rt *rt)
 {
 	pthread_mutex_lock(&rts_lock);
@@ -105,6 +151,15 @@ void weft__rts_remove(struct weft_rt *rt)
 			*p = rt->next_rt;
 			break;
 		}
+	/* The last monitor is about to stop: a dump request it has not taken
+	 * yet would be left to nobody, so it is answered here, with the dump
+	 * of rt (its workers still run; rts_lock held, as in weft_dump).
+	 * seq_cst decrement, then exchange: the pair on_sigquit relies on. */
+	if (rt->monitor_started && atomic_fetch_sub(&nmonitored, 1) == 1 &&
+	    atomic_exchange(&sigquit_pending, 0)) {
+		dump_rt(rt, stderr);
+		fflush(stderr);
+	}
 	pthread_mutex_unlock(&rts_lock);
 }
 
@@ -136,6 +191,36 @@ static void dump_high_water(FILE *f, const struct weft__stack *s,
 		fprintf(f, " (own)");
 	else
 		fprintf(f, " (deepest of %u users of this stack)", users);
+}
+
+/* A coroutine's name as the dump prints it, between double quotes: a name
+ * is the program's data (weft_set_name, weft_spawn_opts.name) and may hold
+ * any byte, so a control byte could start a forged dump line (a newline)
+ * or reach a terminal (an escape sequence), and a quote could end the name
+ * early. Those become C escapes: \n \t \r, \\ and \", others \xHH.
+ * Bytes from 0x80 up are kept (UTF-8 names print as they are). out: at
+ * most 4 bytes for each of the name's 31, and the terminator. */
+static void name_escape(const char in[32], char out[4 * 31 + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	for (size_t i = 0; i < 31 && in[i]; i++) {
+		unsigned char c = (unsigned char)in[i];
+		const char *named = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r"
+		                  : c == '\\' ? "\\\\" : c == '"' ? "\\\"" : NULL;
+		if (named) {
+			out[o++] = named[0];
+			out[o++] = named[1];
+		} else if (c < 0x20 || c == 0x7f) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		} else {
+			out[o++] = (char)c;
+		}
+	}
+	out[o] = 0;
 }
 
 /* p points at a task record of rt (caller holds rt->pool_lock). */
@@ -178,10 +263,11 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 			else
 				snprintf(st_buf, sizeof st_buf, "%s",
 				         state == WEFT__T_PARKED ? "parked" : "runnable");
-			char name[32];
+			char name[32], shown[4 * 31 + 1];
 			weft__task_name_sample(t, name);
+			name_escape(name, shown);
 			fprintf(f, "  coroutine %llu \"%s\": %s",
-			        (unsigned long long)weft__task_id_sample(t), name, st_buf);
+			        (unsigned long long)weft__task_id_sample(t), shown, st_buf);
 			if (waiting && on < 0) {
 				/* relaxed, each read once: a sample; the strings are
 				 * literals and the objects outlive the runtime's tasks
@@ -218,27 +304,72 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 	pthread_mutex_unlock(&rt->pool_lock);
 }
 
+/* Set on a monitor's thread when weft__dump_requested hands it a SIGQUIT's
+ * request, cleared by the weft_dump it then makes. */
+static _Thread_local bool dump_for_sigquit;
+
 WEFT_API void weft_dump(void *file)
 {
 	FILE *f = file ? file : stderr;
+	bool answer = dump_for_sigquit;
+	dump_for_sigquit = false;
+	pthread_once(&rts_fork_once, rts_fork_register);
 	pthread_mutex_lock(&rts_lock);
 	for (struct weft_rt *rt = rts; rt; rt = rt->next_rt)
 		dump_rt(rt, f);
+	/* A monitor took the request just before its runtime, the last, was
+	 * removed (weft__rts_remove): the answer to a SIGQUIT is never
+	 * silence. */
+	if (answer && !rts)
+		fprintf(f, "weft: no runtime alive\n");
 	pthread_mutex_unlock(&rts_lock);
 	fflush(f);
 }
 
-static _Atomic int sigquit_pending;
-
+/* Caller: a runtime's monitor, at each of its rounds. seq_cst: see
+ * on_sigquit. */
 bool weft__dump_requested(void)
 {
-	return atomic_exchange(&sigquit_pending, 0);
+	if (!atomic_exchange(&sigquit_pending, 0))
+		return false;
+	dump_for_sigquit = true;      /* the monitor's weft_dump comes next */
+	return true;
 }
 
+/*
+ * SIGQUIT: a dump request for the monitors (the handler cannot print: the
+ * dump takes locks and calls stdio). With no monitored runtime alive nobody
+ * would ever take it and the signal would be swallowed, so then SIGQUIT
+ * gets its default action: back to SIG_DFL and raised again, it is
+ * delivered when the handler returns (blocked until then) and ends the
+ * process, with a core where enabled, as if weft had never installed a
+ * handler.
+ *
+ * The request must not be lost either when the last monitored runtime is
+ * destroyed meanwhile. We store the flag and then read nmonitored; remove
+ * decrements nmonitored and then exchanges the flag; all seq_cst, so (as in
+ * Dekker's algorithm) at least one side sees the other's write: we see no
+ * monitor, or remove sees the flag, or both. Whichever exchanges the flag
+ * back to 0 answers it, once: remove with the dump of its runtime, we with
+ * the default action, a monitor with a dump (which says "no runtime alive"
+ * when remove unlisted the last runtime between the monitor's exchange and
+ * its dump). Lock-free atomics and sigaction/raise only: async-signal-safe.
+ * Caller: the kernel, on any thread that does not block SIGQUIT (helpers of
+ * weft_blocking block it).
+ */
 static void on_sigquit(int sig)
 {
-	(void)sig;
-	atomic_store(&sigquit_pending, 1);    /* async-signal-safe: lock-free */
+	int saved = errno;
+	atomic_store(&sigquit_pending, 1);
+	if (atomic_load(&nmonitored) == 0 && atomic_exchange(&sigquit_pending, 0)) {
+		struct sigaction dfl;
+		memset(&dfl, 0, sizeof dfl);
+		dfl.sa_handler = SIG_DFL;
+		sigemptyset(&dfl.sa_mask);
+		sigaction(sig, &dfl, NULL);
+		raise(sig);
+	}
+	errno = saved;
 }
 
 WEFT_API int weft_dump_on_sigquit(void)

@@ -45,10 +45,14 @@
  * the enqueuer (waiting--, wakeups++) before it is signalled, so two requests
  * never count on the same sleeper. Invariant: a queued request has a reserved
  * wake-up, a thread being started, or a busy helper that will look at the
- * queue when its fn returns. A helper idle for `idle_ms` with an empty queue
- * exits; helpers above a lowered `max` exit between calls. Helpers block
- * every signal so that process-directed signals reach the application's
- * threads, and are detached: nothing joins them, at exit they are idle.
+ * queue when its fn returns. Raising `max` starts, at once, a helper for
+ * each queued request beyond those the free helpers will take
+ * (backlog_locked): the invariant alone would let them wait for a busy
+ * helper, which may be waiting for one of them. A helper idle for `idle_ms`
+ * with an empty queue exits; helpers above a lowered `max` exit between
+ * calls. Helpers block every signal so that process-directed signals reach
+ * the application's threads, and are detached: nothing joins them, at exit
+ * they are idle.
  *
  * Rejected: a pool per runtime (a library with its own runtime, or two
  * runtimes, would each keep 64 threads; the queue is no hotter than a
@@ -109,13 +113,52 @@ static unsigned env_unsigned(const char *name, unsigned def, unsigned lo, unsign
 	return (*end || v < lo || v > hi) ? def : (unsigned)v;
 }
 
-static void pool_init(void)
+static void cond_init(void)
 {
 	pthread_condattr_t a;
 	pthread_condattr_init(&a);
 	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
 	pthread_cond_init(&pool.cond, &a);
 	pthread_condattr_destroy(&a);
+}
+
+/*
+ * fork. Only the forking thread goes on in the child: the helpers, and the
+ * coroutines whose requests are queued or running, stay in the parent. A
+ * child that kept the parent's counters would reserve an idle helper that
+ * does not exist (or count on a busy one) and wait for ever; and the child's
+ * copy of pool.lock may be held by a thread that is not there. So the child
+ * handler makes lock and cond anew (the parent's sleepers on the cond do not
+ * exist here) and empties the pool: no helper, no request, zero counters.
+ * The limit and idle timeout are kept. The requests the parent had queued
+ * belong to coroutines that are not in the child; they are dropped (their
+ * memory is the child's copy of the parent's stacks, never touched again).
+ * Nothing of the copy is read, so it does not matter that another thread
+ * may have been in the middle of an update when the fork took it, and the
+ * parent needs no prepare handler (a fork never waits for the pool).
+ * max and idle_ms are single words written under the lock: the child reads
+ * the value before or after a configure that raced with the fork.
+ * Registered by pool_init, before anything can leave the pool non-empty:
+ * until then there is nothing to reset. Caller: the atfork child, on the
+ * forking thread; it calls only pthread_*_init, as atfork child handlers do.
+ */
+static void pool_child_fork(void)
+{
+	pthread_mutex_init(&pool.lock, NULL);
+	cond_init();
+	pool.head = pool.tail = NULL;
+	pool.threads = pool.waiting = pool.wakeups = 0;
+	pool.queued = pool.running = pool.peak = 0;
+	pool.completed = pool.cancelled = 0;
+}
+
+static void pool_init(void)
+{
+	cond_init();
+	/* Fails only for lack of memory (ENOMEM), and then the pool works on,
+	 * but a child of a later fork inherits the parent's counters and must
+	 * not call weft_blocking: nothing here can report it. */
+	(void)pthread_atfork(NULL, NULL, pool_child_fork);
 	pthread_mutex_lock(&pool.lock);
 	if (!pool.max)       /* weft_blocking_configure may not run before this */
 		pool.max = env_unsigned("WEFT_BLOCKING_THREADS", BLOCKING_MAX_DEFAULT,
@@ -349,6 +392,30 @@ WEFT_API int weft_blocking(void *(*fn)(void *), void *arg, void **ret)
 	return 0;
 }
 
+/*
+ * Helpers to start for the queue after the limit was raised. Under
+ * pool.lock; the returned number is already counted in pool.threads.
+ *
+ * Every helper that is not running a fn (threads - running: starting,
+ * idle, reserved, or back from a fn and about to look at the queue) takes
+ * a queued request before it can sleep, so those requests are served. The
+ * rest waited only because the old limit let no more helpers exist: an
+ * enqueuer starts a helper only when it queues, so nobody else would start
+ * one for them, and a fn waiting for a call queued behind it would wait for
+ * ever.
+ */
+static unsigned backlog_locked(void)
+{
+	unsigned free_helpers = pool.threads - pool.running;
+	unsigned need = pool.queued > free_helpers ? pool.queued - free_helpers : 0;
+	unsigned room = pool.max > pool.threads ? pool.max - pool.threads : 0;
+	unsigned n = need < room ? need : room;
+	pool.threads += n;
+	if (pool.threads > pool.peak)
+		pool.peak = pool.threads;
+	return n;
+}
+
 WEFT_API int weft_blocking_configure(unsigned max_threads, unsigned idle_ms)
 {
 	if (max_threads < 1 || max_threads > BLOCKING_MAX_LIMIT)
@@ -358,10 +425,23 @@ WEFT_API int weft_blocking_configure(unsigned max_threads, unsigned idle_ms)
 	pool.max = max_threads;
 	if (idle_ms)
 		pool.idle_ms = idle_ms;
+	unsigned start = backlog_locked();
 	/* Let idle surplus helpers see the new limit (their wake is spurious:
 	 * not reserved, so they re-check everything). */
 	pthread_cond_broadcast(&pool.cond);
 	pthread_mutex_unlock(&pool.lock);
+	/* A helper that cannot start now is no loss: the queue keeps the
+	 * helpers that served it before the limit was raised, and the next
+	 * enqueue tries again. */
+	unsigned failed = 0;
+	for (unsigned i = 0; i < start; i++)
+		if (helper_start() != 0)
+			failed++;
+	if (failed) {
+		pthread_mutex_lock(&pool.lock);
+		pool.threads -= failed;
+		pthread_mutex_unlock(&pool.lock);
+	}
 	return 0;
 }
 

@@ -36,8 +36,12 @@
  * pool (its caches belong to worker threads, and generators work on plain
  * threads too); stacks of the default size are kept in a small global free
  * list, since creating a generator should not cost a mapping every time. A
- * body that overflows hits the guard and dies with SIGSEGV (the runtime's
- * overflow message names coroutine stacks only).
+ * body that overflows hits the guard, and the overflow handler of
+ * src/ctx/stack.c names the generator and its resumer: each resume makes the
+ * body's stack the thread's weft__gen_current (saving the previous one in
+ * g->stack.gen_resumer, for nested generators) and each yield or return puts
+ * the previous one back. The same pointer tells a yield from g's own body
+ * from one anywhere else (-EPERM): only g's body runs while it is g's.
  *
  * Tool builds: the caller's context is adopted at each resume (TSan: the
  * current fiber; ASan: the bounds of the stack the caller runs on, as ASan
@@ -45,11 +49,13 @@
  * thread from one resume to the next.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include "ctx/ctx.h"
+#include "ctx/stack.h"
 #include "debug_hooks.h"
 #include "sync/waitq.h"
 
@@ -74,6 +80,11 @@ struct weft_gen {
 	bool closing;
 	void *map;                   /* the mapping: guard page + stack        */
 	size_t map_size;
+	/* The body's stack, for the overflow handler (ctx/stack.h): while the
+	 * body runs it is weft__gen_current, and gen_resumer the generator
+	 * whose body resumed it, if one did. Its address also tells a yield
+	 * from g's own body from any other (weft_gen_yield). */
+	struct weft__stack stack;
 };
 
 /* ---------------------------------------------------------------- stacks -- */
@@ -84,6 +95,37 @@ static weft__lock cache_lock;
 static void *cache[GEN_CACHE_MAX];
 static unsigned ncache;
 
+/*
+ * fork: the child's copy of cache_lock may be held by a thread that is not
+ * in the child, and its first weft_gen_create of a default-size stack would
+ * spin on it for ever. The parent takes the lock before the fork (held for
+ * a few instructions, never across a call that blocks, so the fork waits no
+ * longer than that) and both sides release it after: the child's cache is
+ * then a consistent copy, and its stacks are the child's own copies of the
+ * mappings, fit to reuse. Registered once, before the lock is first taken
+ * (stack_get: a stack of the default size is got there before stack_put
+ * can cache one). Callers: the atfork handlers, on the forking
+ * thread.
+ */
+static pthread_once_t cache_fork_once = PTHREAD_ONCE_INIT;
+
+static void cache_prepare_fork(void)
+{
+	weft__lock_acquire(&cache_lock);
+}
+
+static void cache_after_fork(void)
+{
+	weft__unlock(&cache_lock);
+}
+
+static void cache_fork_register(void)
+{
+	/* Fails only for lack of memory: a child may then hang on the lock
+	 * (nothing here can report it). */
+	(void)pthread_atfork(cache_prepare_fork, cache_after_fork, cache_after_fork);
+}
+
 static size_t page_size(void)
 {
 	return (size_t)sysconf(_SC_PAGESIZE);
@@ -93,6 +135,7 @@ static int stack_get(size_t size, void **map, size_t *map_size)
 {
 	size_t total = size + page_size();
 	if (size == WEFT_STACK_DEFAULT) {
+		pthread_once(&cache_fork_once, cache_fork_register);
 		weft__lock_acquire(&cache_lock);
 		void *m = ncache ? cache[--ncache] : NULL;
 		weft__unlock(&cache_lock);
@@ -204,6 +247,7 @@ static _Noreturn void gen_entry(void *data)
 	if (g->out_ptr)
 		*g->out_ptr = ret;
 	g->state = GEN_DONE;
+	weft__gen_current = g->stack.gen_resumer;
 	weft__ctx_exit_threadfp(&g->ctx, &g->caller, (void *)(intptr_t)WEFT_GEN_DONE);
 }
 
@@ -228,7 +272,16 @@ WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg, size_t s
 	g->fn = fn;
 	g->arg = arg;
 	g->state = GEN_NEW;
+	g->stack.lo = (char *)g->map + ps;
+	g->stack.size = stack_size;
+	g->stack.gen = g;
+	g->stack.gen_body = (void (*)(void))fn;
 	weft__ctx_make(&g->ctx, (char *)g->map + ps, stack_size, gen_entry);
+	/* The overflow message needs the SIGSEGV handler and, on this thread,
+	 * an alternate signal stack to run on (workers have theirs). Without
+	 * them (no memory for one) the generator still works; an overflow then
+	 * ends the process with a bare SIGSEGV. */
+	(void)weft__stack_thread_init();
 	*out = g;
 	return 0;
 }
@@ -260,17 +313,30 @@ WEFT_API int weft_gen_resume(weft_gen *g, void *in, void **out)
 	g->out_ptr = out;
 	g->state = GEN_RUNNING;
 	caller_adopt(g);
+	/* The body's stack is this thread's current generator stack until it
+	 * yields or returns (both put the resumer's back): for the overflow
+	 * handler, and for weft_gen_yield's check. */
+	g->stack.gen_resumer = weft__gen_current;
+	weft__gen_current = &g->stack;
 	return gen_switch(&g->caller, &g->ctx, data);
 }
 
 WEFT_API int weft_gen_yield(weft_gen *g, void *out, void **in)
 {
+	if (!g)
+		return -EINVAL;
+	/* Only g's own body runs on g's stack: a yield from anywhere else
+	 * (g's caller, another generator's body, g not running) would switch
+	 * to a caller context that is stale or was never saved. */
+	if (weft__gen_current != &g->stack)
+		return -EPERM;
 	if (g->closing)
 		return -ECANCELED;
 	if (g->out_ptr)
 		*g->out_ptr = out;
 	g->in_ptr = in;
 	g->state = GEN_SUSPENDED;
+	weft__gen_current = g->stack.gen_resumer;
 	return gen_switch_back(&g->ctx, &g->caller, (void *)(intptr_t)WEFT_GEN_YIELDED);
 }
 

@@ -307,7 +307,13 @@ static int op_wait(struct io_op *io, struct io_uring_sqe *sqe)
 		op_cancel_drain(io);
 		return r;
 	}
-	if (io->timed && io->tres == -ETIME && (io->res == -ECANCELED || io->res == -EINTR))
+	/* The linked timeout's CQE is -ECANCELED when the op finished first;
+	 * any other answer means it fired: -ETIME when it cancelled the op,
+	 * -EALREADY or -ENOENT when its cancel did not find the op (running, or
+	 * between two states), which ended -ECANCELED all the same. Nothing
+	 * else cancels an op whose wait was not claimed: our own ASYNC_CANCEL
+	 * is sent only after a claim (op_cancel_drain). */
+	if (io->timed && io->tres != -ECANCELED && (io->res == -ECANCELED || io->res == -EINTR))
 		return -ETIMEDOUT;
 	return io->res;
 }

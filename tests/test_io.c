@@ -2,9 +2,9 @@
  * test_io.c — coroutine I/O (src/io/ops.c) through the whole runtime:
  * sockets, files, many connections, peer reset and half-close, deadlines,
  * cancellation of an op in flight (its buffer must stay untouched), and the
- * -EPERM / -EOPNOTSUPP edges. Suites run with 1, 2 and 4 workers; the
- * many-connections test also with tiny rings (8 SQEs) so the SQ-full and
- * CQ-overflow paths run under load.
+ * -EPERM / -EOPNOTSUPP edges. Suites run with 1, 2 and 4 workers; tiny
+ * rings (8 SQEs) get a burst that must take the SQ-full and CQ-overflow paths
+ * (checked in the stats counters), then the many-connections load.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -410,9 +410,80 @@ Test(io, tcp_1000_connections_echo)
 		cr_assert_null(run_in(n, 0, many_main, &m), "with %u workers", n);
 }
 
+/*
+ * More ops than an 8-entry ring holds, on one worker, so that its SQ-full
+ * and CQ-overflow paths must run, by count: BURST readers, spawned in a row,
+ * each park in a recv on a socketpair of their own. Their SQEs are prepared
+ * faster than the scheduler submits them (it submits when its local work runs
+ * dry or every WEFT__INJECT_EVERY ticks, not per SQE), so the 8-entry SQ
+ * fills and weft__ring_sqe submits early. Then this coroutine writes a byte to
+ * each socket without switching: BURST completions wait for the owner's next
+ * reap, more than the 16-entry CQ holds, so the kernel keeps the rest on its
+ * overflow list and the reap must flush it. WEFT_RT_NO_RESCUE_SIGNAL keeps the
+ * monitor from posting the completions early should this coroutine be
+ * preempted while it writes (with DEFER_TASKRUN they then stay in the kernel
+ * until the owner enters it).
+ */
+enum { BURST = 64 };
+
+struct burst_reader { int fd; ssize_t res; char c; };
+
+static void *burst_reader_fn(void *p)
+{
+	struct burst_reader *b = p;
+	b->res = weft_recv(b->fd, &b->c, 1, 0);
+	return NULL;
+}
+
+struct burst { struct weft_stats before, after; };
+
+static void *burst_main(void *arg)
+{
+	struct burst *bu = arg;
+	int sv[BURST][2];
+	struct burst_reader rd[BURST];
+	weft_task *t[BURST];
+	CHECK(weft_rt_stats(weft_rt_current(), &bu->before, NULL, 0) == 0, "stats");
+	for (int i = 0; i < BURST; i++) {
+		CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[i]) == 0, "socketpair");
+		rd[i] = (struct burst_reader){ .fd = sv[i][0], .res = -1 };
+	}
+	for (int i = 0; i < BURST; i++)
+		CHECK(weft_spawn(&t[i], burst_reader_fn, &rd[i]) == 0, "spawn reader %d", i);
+	for (int i = 0; i < BURST; i++)
+		CHECK(write(sv[i][1], "x", 1) == 1, "write %d: %s", i, strerror(errno));
+	for (int i = 0; i < BURST; i++) {
+		CHECK(weft_join(t[i], NULL) == 0, "join %d", i);
+		CHECK(rd[i].res == 1 && rd[i].c == 'x', "reader %d: %zd", i, rd[i].res);
+	}
+	CHECK(weft_rt_stats(weft_rt_current(), &bu->after, NULL, 0) == 0, "stats");
+	for (int i = 0; i < BURST; i++) {
+		close(sv[i][0]);
+		close(sv[i][1]);
+	}
+	return NULL;
+}
+
 Test(io, tcp_connections_tiny_rings)
 {
 	need_fds(1200);
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 1, .ring_entries = 8, .flags = WEFT_RT_NO_RESCUE_SIGNAL };
+	int err = weft_rt_create(&rt, &cfg);
+	if (err == -EPERM || err == -ENOSYS)
+		cr_skip_test("no io_uring here");
+	cr_assert_eq(err, 0, "weft_rt_create: %s", weft_strerror(err));
+	struct burst bu;
+	void *ret = (void *)1;
+	cr_assert_eq(weft_rt_run(rt, burst_main, &bu, &ret), 0);
+	cr_assert_null(ret, "burst on one worker failed (see stderr)");
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	uint64_t full = bu.after.total.io_sq_full - bu.before.total.io_sq_full;
+	uint64_t ovf = bu.after.total.io_cq_overflow - bu.before.total.io_cq_overflow;
+	cr_assert_geq(full, 1, "%d recvs prepared in a row never found the 8-entry SQ full", BURST);
+	cr_assert_geq(ovf, 1, "%d completions for one reap never overflowed the 16-entry CQ", BURST);
+
+	/* The same tiny rings under a load of connections on two workers. */
 	struct many m = { .conns = 500 };
 	cr_assert_null(run_in(2, 8, many_main, &m), "2 workers, 8-entry rings");
 }

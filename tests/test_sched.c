@@ -624,7 +624,7 @@ Test(sched, destroy_cancels_live_coroutines)
  * build (sanitizers run checks and threads of their own), while an idle
  * runtime's events are fixed by its design. Idle, every worker sleeps in its
  * ring with no timeout and the monitor in a timed wait of 50 ms
- * (runtime.c), so over an idle period:
+ * (idle.c, monitor.c), so over an idle period:
  *   - the workers' counters (coroutines resumed, victims probed, parks,
  *     ring enters) stay still, but for the few steps a worker may still
  *     take on its way to sleep; a worker that polls or spins moves one of

@@ -8,9 +8,12 @@ one write and answered in order, a static file compared byte for byte
 (binary, larger than the socket buffers), 404 and path escapes, 400 for
 malformed requests, 414/431/413 for the limits, 405, 505, 501, HTTP/1.0
 close, a request body dropped before the next pipelined request, and a slow
-client that stalls inside its head: it must get a 408 and a closed connection.
-Every socket has a timeout; the server is stopped by its PID (SIGTERM) and
-must exit 0. Exits 0 when all checks pass, 1 otherwise.
+client that trickles its head a byte at a time: it must get a 408, not before
+the header timeout and while it still trickles, and a closed connection.
+Every socket has a timeout and every read a bound in bytes; timeouts scale
+with the test setup's multiplier (WEFT_TIMEOUT_MULTIPLIER, see serverproc.py).
+The server is stopped by its PID (SIGTERM) and must exit 0. Exits 0 when all
+checks pass, 1 otherwise.
 """
 import os
 import random
@@ -21,9 +24,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
-from serverproc import serving  # noqa: E402
+from serverproc import serving, time_scale  # noqa: E402
 
-DEADLINE = time.monotonic() + 25        # the whole run, whatever happens
+SCALE = time_scale()
+SOCK_TIMEOUT = 5 * SCALE        # any one recv; a server that stops answering fails
+MAX_HEAD = 1 << 20              # a response head this long is not ours: stop reading
+HEADER_TIMEOUT_MS = 1000        # the server's --header-timeout-ms
 failures = []
 
 
@@ -35,16 +41,18 @@ def check(cond, what):
 
 
 def connect(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.settimeout(5)
+    s = socket.create_connection(("127.0.0.1", port), timeout=SOCK_TIMEOUT)
+    s.settimeout(SOCK_TIMEOUT)
     return s
 
 
 def read_response(s, buf=b"", head_only=False):
     """One response from s: (status, headers dict, body, rest of buf).
-    status None when the connection closed before a full response."""
+    status None when the connection closed before a full response. Bounded
+    by bytes (MAX_HEAD, then Content-Length), each recv by the socket's
+    timeout."""
     while b"\r\n\r\n" not in buf:
-        if time.monotonic() > DEADLINE:
+        if len(buf) > MAX_HEAD:
             return None, {}, b"", buf
         d = s.recv(65536)
         if not d:
@@ -61,8 +69,6 @@ def read_response(s, buf=b"", head_only=False):
         hdrs[k.strip().lower()] = v.strip()
     n = 0 if head_only else int(hdrs.get("content-length", "0"))
     while len(buf) < n:
-        if time.monotonic() > DEADLINE:
-            return None, hdrs, b"", buf
         d = s.recv(max(65536, n - len(buf)))
         if not d:
             return None, hdrs, b"", buf
@@ -199,17 +205,44 @@ def run_checks(port, root):
         st, _, body, _ = read_response(s)
         check(st == 200 and body == b"hello", f"byte-at-a-time request: {st}")
 
-    # Slow client: half a head, then silence. The header timeout (1 s) must
-    # answer 408 and close; the socket's own 5 s timeout bounds the wait.
+    # Slow client: part of a head, then one byte every TRICKLE_S. The header
+    # timeout runs from the head's first byte, so the 408 must come while the
+    # bytes still trickle (a timer that each byte restarted would never fire)
+    # and not before the timeout itself. Counted, not timed: the trickle
+    # stops after TRICKLE_MAX bytes, many times the timeout's worth, and the
+    # one time check is a lower bound, which a slow machine cannot break.
+    TRICKLE_S = 0.2
+    TRICKLE_MAX = int(10 * SCALE / TRICKLE_S)
     with connect(port) as s:
         t0 = time.monotonic()
         s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
-        time.sleep(0.3)
-        s.sendall(b"a")                 # a trickle must not reset the timer
-        st, h, _, _ = read_response(s)
+        s.settimeout(TRICKLE_S)
+        trickled, got = 0, b""
+        while b"\r\n\r\n" not in got and len(got) <= MAX_HEAD:
+            try:
+                d = s.recv(65536)
+            except socket.timeout:
+                if trickled == TRICKLE_MAX:
+                    break
+                try:
+                    s.sendall(b"a")
+                except OSError:         # closed under us: the answer is in
+                    s.settimeout(SOCK_TIMEOUT)
+                    continue
+                trickled += 1
+                continue
+            if not d:
+                break
+            got += d
         waited = time.monotonic() - t0
-        check(st == 408 and closed(s), f"header timeout: status {st} after {waited:.2f} s")
-
+        s.settimeout(SOCK_TIMEOUT)
+        st, h, _, _ = read_response(s, got)
+        check(st == 408 and trickled < TRICKLE_MAX,
+              f"header timeout: status {st} after {trickled} trickled bytes "
+              f"({waited:.2f} s), want 408 before {TRICKLE_MAX}")
+        check(waited >= HEADER_TIMEOUT_MS / 1000,
+              f"header timeout: 408 after {waited:.2f} s, before the {HEADER_TIMEOUT_MS} ms timeout")
+        check(closed(s), "header timeout: connection not closed after the 408")
 
 def main():
     if len(sys.argv) != 2:
@@ -226,7 +259,7 @@ def main():
         with open(os.path.join(root, "sub", "x y.txt"), "w") as f:
             f.write("spaced\n")
         argv = [exe, "--port", "0", "--root", root, "--workers", "2",
-                "--header-timeout-ms", "1000", "--idle-timeout-ms", "5000"]
+                "--header-timeout-ms", str(HEADER_TIMEOUT_MS), "--idle-timeout-ms", "5000"]
         with serving(argv, check) as port:
             if port is None:
                 return 1

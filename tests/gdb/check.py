@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Check tools/weft-gdb.py: run gdb_target under gdb until it raises SIGTRAP,
-list its coroutines and backtrace each; then let it dump core (the kernel's
-core, RLIMIT_CORE raised, run in a temporary directory) and do the same on the
-core file. gcore is not used: it drops every mapping it cannot read whole, and
-weft's stack chunks hold guard pages, so its cores lack the coroutine stacks.
-Exit 77 (skip) when gdb is missing or cannot trace.
+"""Check tools/weft-gdb.py on gdb_target, in two parts, each a meson test:
 
-Under a sanitizer build (B_SANITIZE not "none") only the live process is
-checked: ASan and TSan turn core dumps off (their shadow memory would make
-them tens of TiB).
+  --part live  run gdb_target under gdb until it raises SIGTRAP, list its
+               coroutines and backtrace each (meson test `gdb`);
+  --part core  let it dump core (the kernel's core, RLIMIT_CORE raised, run
+               in a temporary directory) and do the same on the core file,
+               by coroutine id (meson test `gdb-core`).
 
-usage: check.py GDB TARGET PLUGIN [B_SANITIZE]
+gcore is not used: it drops every mapping it cannot read whole, and weft's
+stack chunks hold guard pages, so its cores lack the coroutine stacks.
+
+Each part exits 77 (skip), saying why, when it cannot run: gdb missing or
+not allowed to trace (live); under a sanitizer build, B_SANITIZE not "none"
+(ASan and TSan turn core dumps off: their shadow memory would make them tens
+of TiB), or when kernel.core_pattern sends cores elsewhere (core).
+
+usage: check.py GDB TARGET PLUGIN [B_SANITIZE] [--part live|core]
 """
 import glob
 import os
@@ -103,51 +108,71 @@ def kernel_core(target, tmp):
     p = subprocess.run([target], cwd=tmp, preexec_fn=limits, stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     if p.returncode != -5:   # SIGTRAP
-        print("FAIL: gdb_target ended with %d, not SIGTRAP" % p.returncode)
+        check(False, "gdb_target ended with %d, not SIGTRAP" % p.returncode, p.stdout)
         return None
     cores = [c for c in glob.glob(os.path.join(tmp, "*")) if os.path.isfile(c)]
     return cores[0] if cores else None
 
 
-def main():
-    if len(sys.argv) < 4:
-        print(__doc__)
-        return 2
-    gdb, target, plugin = sys.argv[1:4]
-    sanitize = sys.argv[4] if len(sys.argv) > 4 else "none"
-    if not gdb:
-        skip("gdb is not installed (./dev test installs it when run as root: apt-get install gdb)")
+def live_part(gdb, target, plugin):
+    live = gdb_run(gdb, plugin, [target], [
+        "run", "weft coroutines", "weft bt sleeper", "weft bt receiver",
+        "weft bt joiner", "weft bt gdb-main", "kill"])
+    print("---- live process ----\n" + live)
+    if "ptrace" in live and "not permitted" in live:
+        skip("gdb may not trace processes here (ptrace not permitted)")
+    if "SIGTRAP" not in live:
+        print("FAIL: the program did not stop at its SIGTRAP under gdb")
+        return 1
+    lines = check_listing(live, "live", core=False)
+    check_bts(live, "live", {})
+    return 1 if len(lines) < 5 else 0
+
+
+def core_part(gdb, target, plugin, sanitize):
+    if sanitize not in ("", "none"):
+        skip("core file not checked under -Db_sanitize=%s (its runtime turns core "
+             "dumps off)" % sanitize)
+    pattern = open("/proc/sys/kernel/core_pattern").read().strip()
+    if pattern.startswith("|") or "/" in pattern:
+        skip("kernel.core_pattern = %s sends cores elsewhere; no core file to check"
+             % pattern)
     with tempfile.TemporaryDirectory(prefix="weft-gdb-") as tmp:
-        live = gdb_run(gdb, plugin, [target], [
-            "run", "weft coroutines", "weft bt sleeper", "weft bt receiver",
-            "weft bt joiner", "weft bt gdb-main", "kill"])
-        print("---- live process ----\n" + live)
-        if "ptrace" in live and "not permitted" in live:
-            skip("gdb may not trace processes here (ptrace not permitted)")
-        if "SIGTRAP" not in live:
-            print("FAIL: the program did not stop at its SIGTRAP under gdb")
-            return 1
-        lines = check_listing(live, "live", core=False)
-        check_bts(live, "live", {})
-        if len(lines) < 5:
-            return 1
-        if sanitize not in ("", "none"):
-            print("core file: not checked under -Db_sanitize=%s (its runtime turns core "
-                  "dumps off)" % sanitize)
-            return 1 if failures else 0
         core = kernel_core(target, tmp)
         if core is None:
-            print("core file: not written (kernel.core_pattern = %s); checked the live "
-                  "process only" % open("/proc/sys/kernel/core_pattern").read().strip())
-            return 1 if failures else 0
-        # On the core file, by id this time.
+            if failures:
+                return 1
+            skip("no core file written (kernel.core_pattern = %s, RLIMIT_CORE raised)"
+                 % pattern)
+        listing = gdb_run(gdb, plugin, [target, core], ["weft coroutines"])
+        print("---- core file: listing ----\n" + listing)
+        lines = check_listing(listing, "core", core=True)
+        if len(lines) < 5:
+            return 1
+        # The backtraces by id this time, as a user reading a core would.
         ids = {n: str(lines[n][0]) for n in ("sleeper", "receiver", "joiner", "gdb-main")}
-        dead = gdb_run(gdb, plugin, [target, core], [
-            "weft coroutines"] + ["weft bt " + ids[n] for n in ids])
-        print("---- core file ----\n" + dead)
-        check_listing(dead, "core", core=True)
+        dead = gdb_run(gdb, plugin, [target, core], ["weft bt " + ids[n] for n in ids])
+        print("---- core file: backtraces ----\n" + dead)
         check_bts(dead, "core", {n: n for n in ids})
-    if failures:
+    return 1 if failures else 0
+
+
+def main():
+    args = sys.argv[1:]
+    part = "live"
+    if "--part" in args:
+        i = args.index("--part")
+        part = args[i + 1] if i + 1 < len(args) else ""
+        del args[i:i + 2]
+    if len(args) < 3 or part not in ("live", "core"):
+        print(__doc__)
+        return 2
+    gdb, target, plugin = args[:3]
+    sanitize = args[3] if len(args) > 3 else "none"
+    if not gdb:
+        skip("gdb is not installed (./dev test installs it when run as root: apt-get install gdb)")
+    rc = live_part(gdb, target, plugin) if part == "live" else core_part(gdb, target, plugin, sanitize)
+    if rc or failures:
         print("%d check(s) failed" % len(failures))
         return 1
     print("PASS")

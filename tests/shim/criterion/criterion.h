@@ -9,9 +9,11 @@
  * Semantics kept: each Test runs in its own child process (fork) with its
  * .timeout; a failed assertion in any thread ends that child with status 1;
  * cr_skip_test exits 77; the runner prints Criterion's synthesis line plus
- * "N passed, N failed, N skipped" and exits non-zero when anything failed.
- * --filter=suite/name (a '*' suffix matches a prefix) selects tests; other
- * Criterion options are accepted and ignored.
+ * "N passed, N failed, N skipped". It exits 1 when anything failed, else 77
+ * (meson's SKIP) when a test skipped itself or no test ran (a --filter that
+ * matched none), else 0: the rules of tests/criterion_main.c, which the
+ * other builds link. --filter=suite/name (a '*' suffix matches a prefix)
+ * selects tests; other Criterion options are accepted and ignored.
  */
 #ifndef WEFT_CRITERION_SHIM_H
 #define WEFT_CRITERION_SHIM_H
@@ -150,6 +152,7 @@ int main(int argc, char **argv)
 			continue;
 		int r = crs_run_one(t);
 		if (r == 77) {
+			fprintf(stderr, "SKIPPED %s/%s\n", t->suite, t->name);
 			skipped++;
 			continue;
 		}
@@ -164,7 +167,13 @@ int main(int argc, char **argv)
 	printf("[====] Synthesis: Tested: %u | Passing: %u | Failing: %u | Crashing: %u\n",
 	       tested, passed, failed, crashed);
 	printf("%u passed, %u failed, %u skipped\n", passed, failed + crashed, skipped);
-	return failed + crashed ? 1 : 0;
+	if (failed + crashed)
+		return 1;
+	if (tested + skipped == 0) {
+		fprintf(stderr, "no test ran (a --filter that matches none?): skipped\n");
+		return 77;
+	}
+	return skipped ? 77 : 0;
 }
 
 #endif /* WEFT_CRITERION_SHIM_H */

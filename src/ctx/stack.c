@@ -67,6 +67,7 @@
  */
 #include "ctx/stack.h"
 #include "debug_hooks.h"
+#include "util.h"
 #include "weft.h"
 
 #include <errno.h>
@@ -681,37 +682,6 @@ static size_t put_hex(char *buf, size_t at, size_t cap, uintptr_t v)
 	return at + 18 <= cap ? at + fmt_hex(buf + at, v) : at;
 }
 
-/* The name, escaped as weft_dump escapes it (src/sched/introspect.c): it
- * is the program's data, and a newline in it would forge a line of stderr,
- * an escape sequence reach a terminal. \n \t \r \\ \" and \xHH for other
- * control bytes; bytes from 0x80 up as they are. At most max bytes of the
- * name, each escape whole or not at all below cap. */
-static size_t put_name(char *buf, size_t at, size_t cap, const char *s, size_t max)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; s[i] && i < max; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char e[4];
-		size_t n = 0;
-		if (c == '\n' || c == '\t' || c == '\r' || c == '\\' || c == '"') {
-			e[n++] = '\\';
-			e[n++] = c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : (char)c;
-		} else if (c < 0x20 || c == 0x7f) {
-			e[n++] = '\\';
-			e[n++] = 'x';
-			e[n++] = hex[c >> 4];
-			e[n++] = hex[c & 15];
-		} else {
-			e[n++] = (char)c;
-		}
-		if (at + n > cap)
-			break;
-		for (size_t k = 0; k < n; k++)
-			buf[at++] = e[k];
-	}
-	return at;
-}
-
 /* `coroutine <id> "<name>"` of a coroutine's stack, `generator 0x...
  * (body 0x...)` of a generator's. */
 static size_t put_owner(char *buf, size_t n, size_t cap, const struct weft__stack *s)
@@ -728,7 +698,7 @@ static size_t put_owner(char *buf, size_t n, size_t cap, const struct weft__stac
 	const char *name = s->owner_name;
 	if (name && name[0]) {
 		n = put_str(buf, n, cap, " \"", 2);
-		n = put_name(buf, n, cap, name, 64);
+		n = weft__escape_name(buf, n, cap, name, 64);
 		n = put_str(buf, n, cap, "\"", 1);
 	}
 	return n;

@@ -7,6 +7,7 @@
  */
 #include "sched/rt.h"
 #include "sched/clock.h"
+#include "util.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -193,36 +194,6 @@ static void dump_high_water(FILE *f, const struct weft__stack *s,
 		fprintf(f, " (deepest of %u users of this stack)", users);
 }
 
-/* A coroutine's name as the dump prints it, between double quotes: a name
- * is the program's data (weft_set_name, weft_spawn_opts.name) and may hold
- * any byte, so a control byte could start a forged dump line (a newline)
- * or reach a terminal (an escape sequence), and a quote could end the name
- * early. Those become C escapes: \n \t \r, \\ and \", others \xHH.
- * Bytes from 0x80 up are kept (UTF-8 names print as they are). out: at
- * most 4 bytes for each of the name's 31, and the terminator. */
-static void name_escape(const char in[32], char out[4 * 31 + 1])
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	for (size_t i = 0; i < 31 && in[i]; i++) {
-		unsigned char c = (unsigned char)in[i];
-		const char *named = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r"
-		                  : c == '\\' ? "\\\\" : c == '"' ? "\\\"" : NULL;
-		if (named) {
-			out[o++] = named[0];
-			out[o++] = named[1];
-		} else if (c < 0x20 || c == 0x7f) {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		} else {
-			out[o++] = (char)c;
-		}
-	}
-	out[o] = 0;
-}
-
 /* p points at a task record of rt (caller holds rt->pool_lock). */
 static bool is_task_record(struct weft_rt *rt, const void *p)
 {
@@ -265,7 +236,7 @@ static void dump_rt(struct weft_rt *rt, FILE *f)
 				         state == WEFT__T_PARKED ? "parked" : "runnable");
 			char name[32], shown[4 * 31 + 1];
 			weft__task_name_sample(t, name);
-			name_escape(name, shown);
+			shown[weft__escape_name(shown, 0, sizeof shown - 1, name, 31)] = 0;
 			fprintf(f, "  coroutine %llu \"%s\": %s",
 			        (unsigned long long)weft__task_id_sample(t), shown, st_buf);
 			if (waiting && on < 0) {

@@ -25,6 +25,7 @@
 #include "sched/rt.h"
 #include "sched/clock.h"
 #include "sched/idle.h"
+#include "util.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -196,15 +197,16 @@ static void *monitor_main(void *arg)
 				continue;
 			reported[i] = sw;
 			atomic_fetch_add_explicit(&w->stats.starved, 1, memory_order_relaxed);
-			char line[160], name[32];
+			char line[256], name[32], shown[4 * 31 + 1];
 			/* A sample (the coroutine may rename itself, the record be
 			 * recycled); the record itself stays valid (slabs live until
-			 * destroy). */
+			 * destroy). Escaped as weft_dump prints it (util.h). */
 			weft__task_name_sample(t, name);
+			shown[weft__escape_name(shown, 0, sizeof shown - 1, name, 31)] = 0;
 			snprintf(line, sizeof line,
 			         "weft: coroutine %llu \"%s\" has run for %.1f ms (CPU) on worker %u "
 			         "without reaching a blocking point",
-			         (unsigned long long)weft__task_id_sample(t), name,
+			         (unsigned long long)weft__task_id_sample(t), shown,
 			         (double)(now - since[i]) / 1e6, i);
 			/* Still the same run? Otherwise t may be a recycled record
 			 * and the line torn: drop it, the next sample decides. */

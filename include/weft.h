@@ -213,8 +213,8 @@ WEFT_API int weft_sleep(uint64_t ns);
 /** The calling coroutine, or NULL outside one. */
 WEFT_API weft_task *weft_self(void);
 
-/** The id (never 0; unique within the coroutine's runtime: each runtime
- *  counts from 1) and the name of a coroutine. */
+/** The id (never 0, unique within the process, across runtimes) and the
+ *  name of a coroutine. */
 WEFT_API uint64_t    weft_task_id(const weft_task *t);
 WEFT_API const char *weft_task_name(const weft_task *t);
 /** Rename the calling coroutine (copied, truncated to 31 bytes). */

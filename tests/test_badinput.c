@@ -28,27 +28,56 @@ static int noop_group(void *arg, void **result) { *result = arg; return 0; }
 
 /* ------------------------------------------------ runtime, plain thread --- */
 
+/* weft_rt_create(out, cfg), with what it wrote to stderr in said[]. */
+static int create_said(weft_rt **out, const struct weft_config *cfg, char *said, size_t len)
+{
+	int p[2], saved = dup(2);
+	cr_assert(saved >= 0 && pipe(p) == 0);
+	fflush(stderr);
+	dup2(p[1], 2);
+	int err = weft_rt_create(out, cfg);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(p[1]);
+	ssize_t n = read(p[0], said, len - 1);       /* one line: far below the pipe's size */
+	said[n > 0 ? n : 0] = 0;
+	close(p[0]);
+	return err;
+}
+
+/* Each bad config gets -EINVAL and one line on stderr that names the
+ * cause, as weft.h promises for every error of weft_rt_create. */
+#define BAD_CONFIG(out, cfg, why) do { \
+	char said_[256]; \
+	cr_assert_eq(create_said((out), (cfg), said_, sizeof said_), -EINVAL, "%s", why); \
+	cr_assert(strstr(said_, "weft: cannot create runtime: ") && strstr(said_, why), \
+	          "stderr said \"%s\", not \"%s\"", said_, why); \
+} while (0)
+
 Test(badinput, rt_create_bad_config)
 {
 	weft_rt *rt = (weft_rt *)&rt;       /* must come back NULL */
-	cr_assert_eq(weft_rt_create(NULL, NULL), -EINVAL);
+	BAD_CONFIG(NULL, NULL, "rt is NULL");
 
 	struct weft_config many = { .workers = 5000 };
-	cr_assert_eq(weft_rt_create(&rt, &many), -EINVAL);
+	BAD_CONFIG(&rt, &many, "workers 5000");
 	cr_assert_null(rt);
 
 	struct weft_config flags = { .workers = 1, .flags = 0x80 };
-	cr_assert_eq(weft_rt_create(&rt, &flags), -EINVAL);
+	BAD_CONFIG(&rt, &flags, "unknown flags 0x80");
 
 	struct weft_config ring = { .workers = 1, .ring_entries = 1u << 20 };
-	cr_assert_eq(weft_rt_create(&rt, &ring), -EINVAL);
+	BAD_CONFIG(&rt, &ring, "ring_entries 1048576");
 
 	/* stack sizes: too small, huge, SIZE_MAX (rounding must not wrap) */
 	size_t bad[] = { 1, WEFT_STACK_MIN - 1, (size_t)1 << 50, SIZE_MAX,
 	                 SIZE_MAX - 4095 };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct weft_config c = { .workers = 1, .stack_size = bad[i] };
-		cr_assert_eq(weft_rt_create(&rt, &c), -EINVAL, "stack_size %zu", bad[i]);
+		char why[64];
+		snprintf(why, sizeof why, "stack_size %zu", bad[i]);
+		BAD_CONFIG(&rt, &c, why);
 		cr_assert_null(rt);
 	}
 }

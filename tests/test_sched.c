@@ -24,6 +24,14 @@
 #include "weft/io.h"
 #include "sched/wait.h"
 
+#if defined(WEFT_TSAN)
+/* fork_from_a_coroutine starts threads in the child of a multi-threaded
+ * parent, which TSan refuses by default. An explicit die_after_fork in
+ * TSAN_OPTIONS still overrides this. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) { return "die_after_fork=0"; }
+#endif
+
 static const unsigned worker_counts[] = { 1, 2, 4, 64 };
 #define FOR_EACH_WORKERS(n) \
 	for (unsigned _i = 0, n; _i < 4 && ((n = worker_counts[_i]), 1); _i++)
@@ -1510,4 +1518,81 @@ Test(sched, runnable_bursts_grow_and_release_the_overflow_on_one_worker, .timeou
 	atomic_store(&burst_turns, 0);
 	cr_assert_null(run_main(1, burst_main, NULL));
 	cr_assert_eq(atomic_load(&burst_turns), 2u * BURST_TASKS * BURST_ROUNDS);
+}
+
+/* ----------------------------------------------- ids across runtimes --- */
+
+static void *own_id(void *arg)
+{
+	return (void *)(uintptr_t)weft_task_id(weft_self());
+}
+
+Test(sched, task_ids_unique_across_runtimes)
+{
+	/* Two runtimes alive at once, each spawning from outside and inside:
+	 * no id seen twice (they used to count from 1 each). */
+	weft_rt *a = make_rt(1), *b = make_rt(2);
+	uint64_t ids[8];
+	for (int i = 0; i < 8; i++) {
+		void *r;
+		cr_assert_eq(weft_rt_run(i & 1 ? b : a, own_id, NULL, &r), 0);
+		ids[i] = (uint64_t)(uintptr_t)r;
+		cr_assert_neq(ids[i], 0);
+		for (int k = 0; k < i; k++)
+			cr_assert_neq(ids[k], ids[i], "id %llu seen twice", (unsigned long long)ids[i]);
+	}
+	cr_assert_eq(weft_rt_destroy(a), 0);
+	cr_assert_eq(weft_rt_destroy(b), 0);
+}
+
+/* --------------------------------------------- fork from a coroutine --- */
+
+static void *forty_two(void *arg) { return (void *)42; }
+
+/* The child of a fork made by a coroutine: a runtime of its own works
+ * there (its thread was a worker's in the parent). Exit status 0 when all
+ * went well, else the failing step. */
+static int child_runs_a_runtime(void)
+{
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 1 };
+	if (weft_rt_current() || weft_self())
+		return 2;                    /* still taken for a coroutine */
+	if (weft_rt_create(&rt, &cfg) != 0)
+		return 3;
+	void *r = NULL;
+	if (weft_rt_run(rt, forty_two, NULL, &r) != 0 || r != (void *)42)
+		return 4;
+	weft_local_key key;
+	if (weft_local_key_create(&key, NULL) != 0)   /* its lock is usable */
+		return 5;
+	return weft_rt_destroy(rt) ? 6 : 0;
+}
+
+static void *fork_from_coroutine(void *arg)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(10);                   /* a hang fails the test, not the suite */
+		_exit(child_runs_a_runtime());
+	}
+	int st = -1;
+	for (int i = 0; i < 15000 && pid > 0; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			break;
+		weft_sleep(1000000);
+	}
+	return (void *)(intptr_t)st;
+}
+
+Test(sched, fork_from_a_coroutine_leaves_a_usable_child)
+{
+	weft_rt *rt = make_rt(2);
+	void *st;
+	cr_assert_eq(weft_rt_run(rt, fork_from_coroutine, NULL, &st), 0);
+	cr_assert_eq(weft_rt_destroy(rt), 0);
+	int s = (int)(intptr_t)st;
+	cr_assert(WIFEXITED(s) && WEXITSTATUS(s) == 0, "child: status %#x (exit %d)", s,
+	          WIFEXITED(s) ? WEXITSTATUS(s) : -1);
 }

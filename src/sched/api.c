@@ -130,6 +130,11 @@ WEFT_API int weft_join(weft_task *t, void **ret)
 
 /* ------------------------------------------------------------- spawn --- */
 
+/* Task ids, unique within the process (weft_task_id): workers take them in
+ * blocks of 1024, other threads one at a time. relaxed: only uniqueness
+ * matters, which the RMW gives; nothing is published through an id. */
+static _Atomic uint64_t next_task_id = 1;
+
 /* ANY: a new record and stack for fn(arg) in rt, RUNNABLE and not yet
  * queued; w is the caller's worker when it is one of rt's, else NULL. */
 static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, void *arg,
@@ -176,13 +181,13 @@ static int task_create(struct weft_rt *rt, struct weft__worker *w, weft_fn fn, v
 	uint64_t id;
 	if (w && w->rt == rt) {
 		if (w->next_id == w->last_id) {
-			w->next_id = atomic_fetch_add_explicit(&rt->next_id, 1024, memory_order_relaxed);
+			w->next_id = atomic_fetch_add_explicit(&next_task_id, 1024, memory_order_relaxed);
 			w->last_id = w->next_id + 1024;
 		}
 		id = w->next_id++;
 		WEFT__STAT(w, spawns, 1);
 	} else {
-		id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed);
+		id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
 	}
 
 	t->stack = s;

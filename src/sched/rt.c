@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,25 +122,69 @@ static void rt_free(struct weft_rt *rt)
 	free(rt);
 }
 
+/*
+ * fork: the child is one thread, the one that forked. When that was one of
+ * a runtime's workers (a coroutine called fork), its weft__tls_worker still
+ * names the parent's worker, which does not exist in the child: every call
+ * there would take the child for a coroutine (weft_rt_create: -EPERM). The
+ * child handler clears it, and resets the few locks of src/sched that a
+ * parent thread may have held at the fork (the runtimes list has its own,
+ * introspect.c). The parent's runtimes are not usable in the child, which
+ * may create its own. Registered once, by the first weft_rt_create.
+ */
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_child(void)
+{
+	weft__tls_worker = NULL;
+	weft__locals_fork_child();
+}
+
+static void fork_register(void)
+{
+	/* Fails only for lack of memory; a child then keeps the parent's
+	 * state, as before this existed. */
+	(void)pthread_atfork(NULL, NULL, fork_child);
+}
+
+/* Every error of weft_rt_create says what went wrong on stderr, in one
+ * line (weft.h promises it), and returns err. */
+static int __attribute__((format(printf, 2, 3))) create_fail(int err, const char *fmt, ...)
+{
+	char why[160];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "weft: cannot create runtime: %s\n", why);
+	return err;
+}
+
 /* THREAD. */
 WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 {
 	if (!out)
-		return -EINVAL;
+		return create_fail(-EINVAL, "rt is NULL");
 	*out = NULL;
 	if (weft__worker_current())
-		return -EPERM;
+		return create_fail(-EPERM, "called from a coroutine (or a worker thread)");
 	struct weft_config c = cfg ? *cfg : (struct weft_config){0};
-	if (c.workers > 4096 || (c.flags & ~(WEFT_RT_PARENT_FIRST | WEFT_RT_NO_RESCUE_SIGNAL)) ||
-	    (c.ring_entries && (c.ring_entries > 32768)))
-		return -EINVAL;
+	const unsigned known = WEFT_RT_PARENT_FIRST | WEFT_RT_NO_RESCUE_SIGNAL;
+	if (c.workers > 4096)
+		return create_fail(-EINVAL, "workers %u is more than 4096", c.workers);
+	if (c.flags & ~known)
+		return create_fail(-EINVAL, "unknown flags 0x%x", c.flags & ~known);
+	if (c.ring_entries > 32768)
+		return create_fail(-EINVAL, "ring_entries %u is more than 32768", c.ring_entries);
 	size_t stack_size;
 	int err = weft__stack_size_check(c.stack_size ? c.stack_size : WEFT_STACK_DEFAULT,
 	                                 &stack_size);
 	if (err)
-		return err;
+		return create_fail(err, "stack_size %zu is below WEFT_STACK_MIN or above 4 GiB",
+		                   c.stack_size);
 
 	weft__membarrier_register();
+	pthread_once(&fork_once, fork_register);
 
 	/* aligned_alloc: struct weft_rt keeps its shared counters on cache
 	 * lines of their own (_Alignas(64)); calloc's 16-byte alignment was
@@ -148,7 +193,7 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	size_t rt_size = (sizeof(struct weft_rt) + 63) & ~(size_t)63;
 	struct weft_rt *rt = weft__fault("rt.alloc") ? NULL : aligned_alloc(64, rt_size);
 	if (!rt)
-		return -ENOMEM;
+		return create_fail(-ENOMEM, "out of memory for the runtime");
 	memset(rt, 0, rt_size);
 	rt->nworkers = c.workers ? c.workers : default_workers();
 	rt->flags = c.flags;
@@ -169,7 +214,6 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);   /* its sleeps: monitor.c */
 	pthread_cond_init(&rt->monitor_cond, &ca);
 	pthread_condattr_destroy(&ca);
-	atomic_init(&rt->next_id, 1);
 
 	rt->workers = weft__fault("rt.workers") ? NULL
 	              : aligned_alloc(64, sizeof *rt->workers * rt->nworkers);
@@ -178,7 +222,7 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 		free(rt->workers);
 		rt->workers = NULL;
 		rt_free(rt);
-		return -ENOMEM;
+		return create_fail(-ENOMEM, "out of memory for %u workers", c.workers);
 	}
 	memset(rt->workers, 0, sizeof *rt->workers * rt->nworkers);
 	err = weft__stack_pool_create(&rt->stack_pool, stack_size);
@@ -195,7 +239,7 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	}
 	if (err) {
 		rt_free(rt);
-		return err;
+		return create_fail(err, "stack pool or timer heaps: %s", strerror(-err));
 	}
 
 	unsigned created = 0;
@@ -226,11 +270,12 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	pthread_mutex_unlock(&rt->start_lock);
 
 	if (err) {
-		fprintf(stderr, "weft: cannot create runtime: %s\n", rt->start_why);
+		char why[sizeof rt->start_why];
+		memcpy(why, rt->start_why, sizeof why);
 		for (unsigned i = 0; i < created; i++)
 			pthread_join(rt->workers[i].thread, NULL);
 		rt_free(rt);
-		return err;
+		return create_fail(err, "%s", why);
 	}
 	atomic_store_explicit(&rt->starve_ns, 10000000, memory_order_relaxed);   /* 10 ms */
 	atomic_store_explicit(&rt->coarse_ns, weft__coarse_now(), memory_order_relaxed);

@@ -61,7 +61,6 @@ struct weft_rt {
 	_Alignas(64) pthread_mutex_t pool_lock;
 	struct weft__slab *slabs;
 	struct weft_task *free_tasks;
-	_Atomic uint64_t next_id;
 
 	/* coroutines created by threads that are not its workers (weft_rt_run,
 	 * weft_rt_spawn from outside): rare, so a shared RMW counter */

@@ -141,6 +141,14 @@ static pthread_mutex_t locals_lock = PTHREAD_MUTEX_INITIALIZER;
 static void (*locals_dtor[WEFT_LOCAL_KEYS])(void *);
 static _Atomic unsigned locals_used;    /* keys handed out, never returned */
 
+/* The atfork child (rt.c), on the forking thread: a parent thread may have
+ * held locals_lock at the fork. The keys and destructors stay (they belong
+ * to the program, not to a runtime). */
+void weft__locals_fork_child(void)
+{
+	pthread_mutex_init(&locals_lock, NULL);
+}
+
 WEFT_API int weft_local_key_create(weft_local_key *key, void (*dtor)(void *))
 {
 	if (!key)

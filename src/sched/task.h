@@ -126,5 +126,7 @@ uint64_t weft__live_tasks(struct weft_rt *rt, bool *exact);
 /* t's coroutine returned: run its weft_local destructors and free them.
  * The coroutine itself, on its own stack. */
 void weft__locals_release(struct weft_task *t);
+/* The child of a fork, on its only thread: reset the key table's lock. */
+void weft__locals_fork_child(void);
 
 #endif /* WEFT_SCHED_TASK_H */

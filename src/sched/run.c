@@ -450,9 +450,13 @@ static struct weft_task *direct_next(struct weft__worker *self);
  * switch instead of two through the scheduler's context. A spawn always
  * switches straight into the child. Returns when some worker resumes t,
  * which may be another worker: self is the caller's worker before the
- * switch, and is looked up again after it.
+ * switch, and is looked up again after it. Never inlined: every coroutine
+ * must leave through this one call of weft__ctx_switch (below), whatever
+ * made it leave, so that the return the switch ends in is the one the
+ * return-stack predictor expects.
  */
-static inline void switch_out(struct weft__worker *self, struct weft_task *t, int action)
+static __attribute__((noinline)) void switch_out(struct weft__worker *self, struct weft_task *t,
+                                                 int action)
 {
 	self->action = action;
 	self->prev = t;

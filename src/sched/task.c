@@ -18,15 +18,9 @@
 /* ------------------------------------------------------------ the pool --- */
 
 /* ANY; w is one of rt's workers (its thread) or NULL. */
-struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w)
+struct weft_task *weft__task_alloc_slow(struct weft_rt *rt, struct weft__worker *w)
 {
 	struct weft_task *t;
-	if (w && w->free_tasks) {
-		t = w->free_tasks;
-		w->free_tasks = t->next;
-		w->nfree_tasks--;
-		return t;
-	}
 	pthread_mutex_lock(&rt->pool_lock);
 	if (!rt->free_tasks) {
 		/* Growth: a slab of records; never freed before weft_rt_destroy,
@@ -64,33 +58,13 @@ struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w)
 
 /* ANY; w: the caller's worker, of any runtime, or NULL (only rt's own
  * keep a cache). */
-void weft__task_free(struct weft_rt *rt, struct weft__worker *w, struct weft_task *t)
+void weft__task_free_slow(struct weft_rt *rt, struct weft__worker *w, struct weft_task *t)
 {
-	if (w && w->rt == rt && w->nfree_tasks < WEFT__TASK_CACHE) {
-		t->next = w->free_tasks;
-		w->free_tasks = t;
-		w->nfree_tasks++;
-		return;
-	}
+	(void)w;
 	pthread_mutex_lock(&rt->pool_lock);
 	t->next = rt->free_tasks;
 	rt->free_tasks = t;
 	pthread_mutex_unlock(&rt->pool_lock);
-}
-
-/* ANY. */
-void weft__task_unref(struct weft_task *t)
-{
-	/* References are only ever dropped (2 for a joinable task, 1 for a
-	 * detached one, set at creation), so reading 1 means we hold the last
-	 * one and nobody can touch the count again: free without the RMW (a
-	 * locked instruction per finished coroutine). acquire: pairs with the other holder's release in
-	 * its fetch_sub, so its writes (ret, joiner...) precede the recycling.
-	 * Otherwise acq_rel: the last holder must see every write made by the
-	 * others before it recycles the record. */
-	if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 ||
-	    atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
-		weft__task_free(t->rt, weft__worker_current(), t);
 }
 
 /*

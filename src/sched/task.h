@@ -112,14 +112,13 @@ static inline uint64_t weft__task_id_sample(const struct weft_task *t)
 /* ------------------------------------------------ the pool (task.c) --- */
 
 /* A record for a new coroutine of rt: from w's cache when w is one of rt's
- * workers (w may be NULL or another runtime's worker), else from rt's free
- * list under pool_lock, growing it by a slab. NULL: no memory. ANY. */
-struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w);
-/* Give t back (to w's cache when w is one of t's runtime's workers). ANY. */
-void weft__task_free(struct weft_rt *rt, struct weft__worker *w, struct weft_task *t);
-/* Drop one reference (the running task's, or the joiner's handle); the last
- * one recycles the record. ANY. */
-void weft__task_unref(struct weft_task *t);
+ * workers (else NULL), else from rt's free list under pool_lock, growing it
+ * by a slab. NULL: no memory. ANY. The cache's fast path is inline
+ * (worker.h, weft__task_alloc). */
+struct weft_task *weft__task_alloc_slow(struct weft_rt *rt, struct weft__worker *w);
+/* Give t back (to w's cache when w is one of t's runtime's workers). ANY.
+ * Inline fast path: worker.h, weft__task_free. */
+void weft__task_free_slow(struct weft_rt *rt, struct weft__worker *w, struct weft_task *t);
 /* How many coroutines of rt are alive (a double collect, task.c); *exact
  * false when spawns ran during the read. ANY. */
 uint64_t weft__live_tasks(struct weft_rt *rt, bool *exact);

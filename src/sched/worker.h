@@ -171,6 +171,50 @@ static inline struct weft_task *weft__task_current(void)
 	return w ? w->current : NULL;
 }
 
+/* ------------------------------------- the task record cache (task.c) --- */
+
+/* ANY; w: the caller's worker when it is one of rt's, else NULL. */
+static inline struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w)
+{
+	if (w && w->free_tasks) {
+		struct weft_task *t = w->free_tasks;
+		w->free_tasks = t->next;
+		w->nfree_tasks--;
+		return t;
+	}
+	return weft__task_alloc_slow(rt, w);
+}
+
+/* ANY; w: the caller's worker, of any runtime, or NULL (only rt's own keep
+ * a cache). */
+static inline void weft__task_free(struct weft_rt *rt, struct weft__worker *w, struct weft_task *t)
+{
+	if (w && w->rt == rt && w->nfree_tasks < WEFT__TASK_CACHE) {
+		t->next = w->free_tasks;
+		w->free_tasks = t;
+		w->nfree_tasks++;
+		return;
+	}
+	weft__task_free_slow(rt, w, t);
+}
+
+/* Drop one reference (the running task's, or the joiner's handle); the last
+ * one recycles the record. ANY. */
+static inline void weft__task_unref(struct weft_task *t)
+{
+	/* References are only ever dropped (2 for a joinable task, 1 for a
+	 * detached one, set at creation), so reading 1 means we hold the last
+	 * one and nobody can touch the count again: free without the RMW (a
+	 * locked instruction per finished coroutine). acquire: pairs with the
+	 * other holder's release in its fetch_sub, so its writes (ret,
+	 * joiner...) precede the recycling. Otherwise acq_rel: the last holder
+	 * must see every write made by the others before it recycles the
+	 * record. */
+	if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 ||
+	    atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+		weft__task_free(t->rt, weft__worker_current(), t);
+}
+
 /* Debug builds: die unless the caller runs on self's thread (Go's
  * assertLockHeld for the P). A function tagged OWNER takes the worker as
  * `self` and checks it on entry. Release builds (NDEBUG) compile it out. */

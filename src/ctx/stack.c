@@ -6,7 +6,8 @@
  * n × (guard page + stack), so growing by n stacks costs one mmap plus the
  * guards. Nothing is touched here: a page is committed when the coroutine
  * first writes it, and once committed it stays so (a stack that comes back
- * is never MADV_DONTNEED'ed: a first touch costs 1.3-3 µs on these VMs).
+ * is never MADV_DONTNEED'ed: a first touch costs microseconds on a VM,
+ * docs/internals.md).
  * Chunks are unmapped only by weft__stack_pool_destroy. Off-size stacks
  * (weft__stack_get_size) get a mapping of their own, unmapped on put.
  *

@@ -107,7 +107,7 @@ int  weft__stack_thread_init(void);
 void weft__stack_thread_exit(void);
 /* The stack now running on this thread (NULL: the thread's own), for the
  * overflow handler. Set by the scheduler at every switch, so inline where
- * ctx/tls.h allows (a call per switch was 2.4% of pingpong on 1 worker). */
+ * ctx/tls.h allows (a call per switch showed in the hand-off's cost). */
 #if WEFT__TLS_INLINE
 extern intptr_t weft__stack_current_off;
 static inline void weft__stack_set_current(struct weft__stack *s)

@@ -55,18 +55,12 @@
  *   incoming frame, load only if different" (the state is per thread and
  *   nothing runs between our save and our restore, so the saved values are
  *   the thread's current state; a program that never changes the rounding
- *   mode would never load). It is slower here: reading back what stmxcsr /
- *   fnstcw just stored cannot be store-forwarded and stalls ~3 ns, while
- *   the loads themselves cost ~0.4 ns. Any scheme that notices a change must
- *   execute the stores (~1 ns), so this is within ~0.4 ns of the best
- *   possible that keeps the ABI promise on every switch.
- *   ns per switch, ping-pong of 2 contexts, 10M round trips, best of 7,
- *   AMD EPYC 2-vCPU VM, gcc 12 -O2:
- *       no FP state at all (breaks the ABI)     4.2
- *       store only (lower bound, still wrong)   5.1
- *       store + load every switch (this)        5.6
- *       store + compare + load if different     7.4
- *       Boost.Context 1.74 jump_fcontext        5.6
+ *   mode would never load). It is slower: reading back what stmxcsr /
+ *   fnstcw just stored cannot be store-forwarded and stalls, while the
+ *   loads themselves are cheap. Any scheme that notices a change must
+ *   execute the stores anyway, so this is within the cost of the loads of
+ *   the best possible that keeps the ABI promise on every switch (the
+ *   table of the four variants: docs/internals.md, Measurements).
  *   A fresh context starts with the FP control state of the thread that
  *   made it (as a new thread inherits its creator's), see weft__ctx_make.
  *
@@ -190,8 +184,8 @@ weft__ctx_switch:
  * whose resume and yield pair up on one thread. The frame's fpcsr slot is
  * left unwritten, so a frame saved here must only ever be resumed here; gen.c
  * keeps to that (every switch between a generator body and its caller, the
- * body's last one included, is this one). Saves the ~1.4 ns per switch of
- * the stmxcsr/fnstcw/ldmxcsr/fldcw group (table above).
+ * body's last one included, is this one). Saves the stmxcsr/fnstcw/
+ * ldmxcsr/fldcw group on every switch.
  */
 	.globl	weft__ctx_switch_threadfp_raw
 	.hidden	weft__ctx_switch_threadfp_raw
@@ -216,10 +210,8 @@ weft__ctx_switch_threadfp:
  * in an indirect jump to where the other side left off. One copy used both
  * ways jumps to two places in turn (the body's yield site, the caller's
  * resume site), and the branch target predictor missed on most values; with
- * a copy per direction each jump has one target while a loop runs.
- * weft-bench gen pinned to one CPU, 5 runs alternating: 9.2-9.7 ns per value
- * with one copy, 5.9-6.3 ns with two (Boost.Fiber 11.6-14.7 meanwhile).
- * Normal builds only; tool builds go through the C wrapper both ways.
+ * a copy per direction each jump has one target while a loop runs (a third
+ * of the cost of a value, docs/internals.md). Normal builds only; tool builds go through the C wrapper both ways.
  */
 	.globl	weft__ctx_switch_threadfp_back_raw
 	.hidden	weft__ctx_switch_threadfp_back_raw

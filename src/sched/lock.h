@@ -14,15 +14,11 @@
  * workers hammering one channel (the chan benchmark: 4 producers, 4
  * consumers, 2 workers). With a fixed single pause between looks the lock's
  * line crossed CPUs on almost every operation and the waiter went on to
- * sched_yield: 140-190 ns per item, 1.8x Go's. Backing off lets the holder
- * run a burst of operations with the line in its cache: 29-50 ns, 0.3-0.5x
- * Go's, in runs alternating on this 2-CPU VM (a pause is ~14 ns here: the
- * cap is ~1.8 us between looks, the budget ~29 us before the first yield).
- * A cap of 64 or 256 measured within noise of 128; 16 was 75 ns. pingpong
- * and ring on 2 workers, whose locks are rarely contended, did not move.
- * (This lock used to back off with ck_backoff_eb: 16 rounds of 512 up to
- * 2^20 compiler-barrier iterations, some 7 million, a few milliseconds of
- * spinning against a preempted holder before the first yield.)
+ * sched_yield; backing off lets the holder run a burst of operations with
+ * the line in its cache. The cap and budget are the measured best, and a
+ * cap well above or below it costs (docs/internals.md, Measurements).
+ * Rejected: ck_backoff_eb, whose schedule spun for milliseconds against a
+ * preempted holder before the first yield.
  */
 #ifndef WEFT_LOCK_H
 #define WEFT_LOCK_H

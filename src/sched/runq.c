@@ -105,8 +105,8 @@ struct weft_task *weft__runq_pop(struct weft__runq *q)
  * never runs, and the overflow's CAS in weft__runq_push_slow is ours too), so
  * head has one writer and the CAS that arbitrates between consumers has
  * nobody to arbitrate: a plain store takes the item. The CAS was a locked
- * instruction per yield, ~2.5 ns of the yield benchmark's ~27 (pinned, 4
- * runs alternating). relaxed loads: both words are ours alone to write.
+ * instruction per yield, a tenth of a yield (docs/internals.md). relaxed
+ * loads: both words are ours alone to write.
  * release on head: other threads that read the length (the monitor's
  * stranded-work check, weft__runq_len) pair with it as with the CAS.
  */

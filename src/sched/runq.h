@@ -74,9 +74,9 @@ static inline struct weft_task *weft__runq_peek_solo(struct weft__runq *q, uint3
  * when the queue is full. */
 bool weft__runq_try_push(struct weft__runq *q, struct weft_task *t);
 
-/* Any thread other than dst's owner... called by dst's owner (the thief):
- * moves half of victim's items into dst (which must be empty) and returns one
- * of them to run, or NULL if victim was empty. */
+/* The thief: the owner of dst, never victim's owner. Moves half of
+ * victim's items into dst (which must be empty) and returns one of them to
+ * run, or NULL if victim was empty. */
 struct weft_task *weft__runq_steal(struct weft__runq *victim, struct weft__runq *dst);
 
 /* Owner only. Append n items (n <= free room) at the tail. */

@@ -34,8 +34,8 @@ int weft__spawnq_push(struct weft__spawnq *q, struct weft_task *t)
 
 struct weft_task *weft__spawnq_take(struct weft__spawnq *q)
 {
-	/* Fast path for an empty deque, without the fence below (it cost ~10%
-	 * of a yield): only we add items, thieves only remove them, so top
+	/* Fast path for an empty deque, without the fence below (a seq_cst
+	 * fence on every yield is not small): only we add items, thieves only remove them, so top
 	 * already at or past bottom stays there until our next push. relaxed:
 	 * a stale (smaller) top can only send us down the full path. */
 	if (atomic_load_explicit(&q->top, memory_order_relaxed) >=

@@ -16,10 +16,9 @@
  * return) stores `out` through the resume's g->out_ptr. So the switch jumps
  * straight back into user code: no C frame is resumed on the other stack,
  * and no `ret` is executed on a stack other than the one its `call` was made
- * on. Measured (weft-bench gen): with a C frame that returned after the
- * switch, each value cost two return mispredictions (the return-stack
- * buffer holds the other stack's call sites), 35-45 ns per value against
- * ~2 x 8 ns of switch; see the commit that introduced the tail calls.
+ * on. With a C frame that returned after the switch, each value cost two
+ * return mispredictions (the return-stack buffer holds the other stack's
+ * call sites), more than the two switches themselves (docs/internals.md).
  * The first switch into a fresh context hands its entry function the
  * generator itself; the first `in` waits in g->first_in.
  *
@@ -227,8 +226,8 @@ int weft__ctx_switch_threadfp_back_raw(struct weft__ctx *from, struct weft__ctx 
 #define gen_switch weft__ctx_switch_threadfp_raw
 /* Yields go through a second copy of the same switch, so that each copy's
  * closing indirect jump has one target in a loop (the body's yield site for
- * resumes, the caller's resume site for yields): 9.5 -> 6 ns per value; see
- * the x86-64 switch file. */
+ * resumes, the caller's resume site for yields); see the x86-64 switch
+ * file. */
 #define gen_switch_back weft__ctx_switch_threadfp_back_raw
 #else
 static inline int gen_switch(struct weft__ctx *from, struct weft__ctx *to, void *data)

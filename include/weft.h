@@ -57,7 +57,9 @@ typedef void *(*weft_fn)(void *arg);
 
 /** Runtime configuration. Zero in a field means "the default". */
 struct weft_config {
-	unsigned workers;      /* worker threads; default: CPUs in the affinity mask  */
+	unsigned workers;      /* worker threads; default: CPUs in the affinity mask,
+	                          capped by the cgroup's CPU quota (cpu.max, v1's
+	                          cfs quota), rounded up, as Go's GOMAXPROCS    */
 	size_t   stack_size;   /* coroutine stack size, rounded up to pages; default
 	                          WEFT_STACK_DEFAULT; below WEFT_STACK_MIN: -EINVAL     */
 	unsigned ring_entries; /* io_uring SQ entries per worker; default 256; 1 is

@@ -19,6 +19,7 @@
  * been woken: a ring must not go while another thread may still write to it.
  */
 #include "sched/rt.h"
+#include "sched/cpus.h"
 #include "sched/clock.h"
 #include "sched/run.h"
 #include "debug_hooks.h"
@@ -80,18 +81,6 @@ static void *worker_main(void *arg)
 	weft__ctx_release(&w->sched_ctx);
 	weft__stack_thread_exit();
 	return NULL;
-}
-
-static unsigned default_workers(void)
-{
-	cpu_set_t set;
-	if (sched_getaffinity(0, sizeof set, &set) == 0) {
-		int n = CPU_COUNT(&set);
-		if (n > 0)
-			return (unsigned)n;
-	}
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 0 ? (unsigned)n : 1;
 }
 
 static void rt_free(struct weft_rt *rt)
@@ -195,7 +184,7 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	if (!rt)
 		return create_fail(-ENOMEM, "out of memory for the runtime");
 	memset(rt, 0, rt_size);
-	rt->nworkers = c.workers ? c.workers : default_workers();
+	rt->nworkers = c.workers ? c.workers : weft__default_workers();
 	rt->flags = c.flags;
 	rt->stack_size = stack_size;
 	/* At least 2: an op with a deadline is an SQE pair (op + linked

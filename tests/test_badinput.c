@@ -590,4 +590,5 @@ Test(badinput, gen_reentry)
 	cr_assert_eq(res[1], -EBUSY);
 	cr_assert_eq(weft_gen_resume(g, NULL, NULL), -EPIPE, "resume after return");
 	cr_assert_eq(weft_gen_close(g), 0);
+	cr_assert_eq(weft_gen_resume(NULL, NULL, NULL), -EINVAL, "resume of NULL");
 }

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -602,4 +603,83 @@ Test(blocking, fork_child_gets_a_fresh_pool_while_the_parent_runs)
 	weft_blocking_stats(&st);
 	cr_assert_eq(st.queued, 0);
 	cr_assert_eq(st.running, 0);
+}
+
+/* ------------------------------------------- no helper can be started -- */
+
+/*
+ * When no helper thread can be started and none is left, every call queued
+ * gets -EAGAIN: also those queued behind a helper that another call was
+ * starting when its pthread_create failed (they used to wait for ever). The
+ * child drops root and caps RLIMIT_NPROC at the threads it already has, so
+ * every pthread_create fails with EAGAIN; 64 coroutines race into the pool
+ * (limit 1) on 2 workers, so some queue while another's helper is being
+ * started. A hang is the failure the child's alarm turns into a status.
+ */
+static void *nothing(void *arg) { return arg; }
+
+static _Atomic int eagain_calls, other_results;
+
+static void *capped_call(void *arg)
+{
+	int r = weft_blocking(nothing, NULL, NULL);
+	atomic_fetch_add(r == -EAGAIN ? &eagain_calls : &other_results, 1);
+	return NULL;
+}
+
+static void *capped_main(void *arg)
+{
+	weft_task *t[64];
+	for (int i = 0; i < 64; i++)
+		if (weft_spawn(&t[i], capped_call, NULL) != 0)
+			return (void *)1;
+	for (int i = 0; i < 64; i++)
+		weft_join(t[i], NULL);
+	return NULL;
+}
+
+static int threads_now(void)
+{
+	char line[128];
+	int n = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "Threads:", 8))
+			n = atoi(line + 8);
+	if (f)
+		fclose(f);
+	return n;
+}
+
+static int child_without_threads(void)
+{
+	if (setgid(65534) != 0 || setuid(65534) != 0)
+		return 77;                    /* not root: cannot drop to nobody */
+	weft_rt *rt;
+	struct weft_config cfg = { .workers = 2 };
+	if (weft_rt_create(&rt, &cfg) != 0)
+		return 2;
+	int n = threads_now();
+	struct rlimit lim = { (rlim_t)n, (rlim_t)n };
+	if (n <= 0 || setrlimit(RLIMIT_NPROC, &lim) != 0)
+		return 3;
+	if (weft_blocking_configure(1, 0) != 0)
+		return 4;
+	void *r = (void *)1;
+	if (weft_rt_run(rt, capped_main, NULL, &r) != 0 || r)
+		return 5;
+	if (atomic_load(&eagain_calls) != 64)
+		return 10 + atomic_load(&other_results) % 100;   /* some call got a helper? */
+	return weft_rt_destroy(rt) ? 6 : 0;
+}
+
+Test(blocking, no_helper_startable_fails_every_queued_call)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root to drop to an unprivileged uid");
+	int st = in_child(child_without_threads);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+		cr_skip_test("could not drop to nobody");
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status %#x (exit %d)", st,
+	          WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }

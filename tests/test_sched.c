@@ -520,8 +520,10 @@ static void *sleep_order(void *arg)
 	uint64_t t0 = weft_now();
 	cr_assert_eq(weft_sleep(20 * 1000000), 0);
 	uint64_t dt = weft_now() - t0;
+	/* At least, never a bound above: how late a sleep wakes depends on
+	 * the machine's load, and a sleep that never ends fails by the test's
+	 * timeout. */
 	cr_assert_geq(dt, 20 * 1000000ull, "woke early: %llu ns", (unsigned long long)dt);
-	cr_assert_lt(dt, 10ull * 1000000000ull, "10 s late");
 	cr_assert_eq(weft_sleep(0), 0);
 	return NULL;
 }

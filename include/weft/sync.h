@@ -211,7 +211,8 @@ WEFT_API int weft_gen_create(weft_gen **g, weft_gen_fn fn, void *arg, size_t sta
  * starts the body with it; later ones make its pending weft_gen_yield
  * return it). out may be NULL. Returns WEFT_GEN_YIELDED, WEFT_GEN_DONE,
  * -EPIPE (the body had already returned or was closed), -EBUSY (called from
- * inside the generator's own body). Blocks only as long as the body runs.
+ * inside the generator's own body), -EINVAL (g NULL). Blocks only as long
+ * as the body runs.
  */
 WEFT_API int weft_gen_resume(weft_gen *g, void *in, void **out);
 

@@ -15,6 +15,8 @@
  *     QUEUED --(a helper takes it)--> RUNNING --(fn returned)--> DONE
  *     QUEUED --(its coroutine was cancelled, or its region deadline passed)-->
  *              removed, -ECANCELED or -ETIMEDOUT
+ *     QUEUED --(no helper could be started and none is left)--> FAILED,
+ *              removed, -EAGAIN (fail_queued_locked)
  *
  * Protocol. The coroutine opens an interruptible wait, queues the request and
  * parks. The lock is released *before* parking (unlock callback NULL): the
@@ -73,7 +75,7 @@
 #include "sched/wait.h"
 #include <ck_pr.h>
 
-enum { REQ_QUEUED, REQ_RUNNING, REQ_DONE };
+enum { REQ_QUEUED, REQ_RUNNING, REQ_DONE, REQ_FAILED };
 
 struct req {
 	struct req *next, *prev;       /* the queue, under pool.lock             */
@@ -283,6 +285,24 @@ static void *helper_main(void *unused)
 	return NULL;
 }
 
+/* Under pool.lock, with no helper left (pool.threads == 0): take every
+ * request off the queue as FAILED and end its wait with err. A request
+ * whose claim a cancel won first is failed all the same: its coroutine,
+ * once woken, takes the lock, finds FAILED and returns without unlinking
+ * it again. The wakes happen under the lock, which no wake takes; the woken
+ * coroutines need it before they can return, so their requests outlive our
+ * loop. */
+static void fail_queued_locked(int err)
+{
+	while (pool.head) {
+		struct req *r = pool.head;
+		q_unlink(r);
+		r->state = REQ_FAILED;
+		if (weft__wait_claim(&r->w))
+			weft__wait_wake(&r->w, err);
+	}
+}
+
 /* Start one helper; pool.threads was already counted for it. 0 or -errno. */
 static int helper_start(void)
 {
@@ -351,22 +371,24 @@ WEFT_API int weft_blocking(void *(*fn)(void *), void *arg, void **ret)
 	if (start && (err = helper_start()) != 0) {
 		pthread_mutex_lock(&pool.lock);
 		pool.threads--;
-		/* Nobody will ever serve the queue: withdraw our request, if the
-		 * cancel path below has not already. Otherwise a helper exists. */
-		if (pool.threads == 0 && rq.state == REQ_QUEUED && weft__wait_claim(&rq.w)) {
-			q_unlink(&rq);
-			pthread_mutex_unlock(&pool.lock);
-			weft__wait_wake(&rq.w, err);    /* our own wait: ends at once */
-			return weft__wait_park(&rq.w, NULL, NULL);
-		}
+		/* With no helper left nobody will ever serve the queue: fail every
+		 * call queued, ours and those that counted on the helper we were
+		 * starting. Otherwise a helper exists and will. */
+		if (pool.threads == 0)
+			fail_queued_locked(err);
 		pthread_mutex_unlock(&pool.lock);
 	}
 
 	int r = weft__wait_park(&rq.w, NULL, NULL);
 	if (r != 0) {
-		/* Cancelled or past the region deadline (the only other ways
-		 * this wait ends). */
+		/* Cancelled, past the region deadline, or failed for want of a
+		 * helper (the only other ways this wait ends). */
 		pthread_mutex_lock(&pool.lock);
+		if (rq.state == REQ_FAILED) {
+			pthread_mutex_unlock(&pool.lock);
+			return r;               /* unlinked already: the error, or a
+			                           cancel that won the claim first */
+		}
 		if (rq.state == REQ_QUEUED) {
 			q_unlink(&rq);
 			pool.cancelled++;

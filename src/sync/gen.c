@@ -290,6 +290,8 @@ WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg, size_t s
 WEFT_API int weft_gen_resume(weft_gen *g, void *in, void **out)
 {
 	void *data;
+	if (!g)
+		return -EINVAL;
 	switch (g->state) {
 	case GEN_SUSPENDED:
 		if (g->closing) {

@@ -388,7 +388,12 @@ static void *cancel_main(void *arg)
 	weft_task *a, *b;
 	CHECK(weft_spawn(&a, cancel_recv, ch) == 0);
 	CHECK(weft_spawn(&b, cancel_select, ch) == 0);
-	weft_sleep(2000000);
+	/* Both parked in their calls before the cancels (the dump says so), so
+	 * this cancels blocked waiters, not calls about to start. */
+	unsigned parked = 0;
+	for (int i = 0; i < 5000 && (parked = parked_on_channels()) < 2; i++)
+		weft_sleep(1000000);
+	CHECK(parked == 2);
 	CHECK(weft_cancel(a) == 0);
 	CHECK(weft_cancel(b) == 0);
 	void *r;

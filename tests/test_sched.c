@@ -436,9 +436,9 @@ static void *cancel_race(void *arg)
 {
 	weft_task *t[8];
 	for (int i = 0; i < 8; i++)
-		weft_spawn(&t[i], cancel_race_one, NULL);
+		cr_assert_eq(weft_spawn(&t[i], cancel_race_one, NULL), 0);
 	for (int i = 0; i < 8; i++)
-		weft_join(t[i], NULL);
+		cr_assert_eq(weft_join(t[i], NULL), 0);
 	return NULL;
 }
 

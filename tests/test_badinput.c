@@ -9,6 +9,7 @@
  * any call on a destroyed runtime, channel or generator.
  */
 #include "harness.h"
+#include "util.h"
 #include "weft/chan.h"
 #include "weft/sync.h"
 #include "weft/io.h"
@@ -410,13 +411,9 @@ static double parked_deadline_ms(uint64_t id)
 	for (int tries = 0; tries < 5000; tries++) {
 		if (tries)
 			weft_sleep(1000000);
-		char *buf = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&buf, &len);
-		if (!f)
+		char *buf = dump_text();
+		if (!buf)
 			return -1;
-		weft_dump(f);
-		fclose(f);
 		double ms = -1;
 		char *p = strstr(buf, key);
 		if (p) {

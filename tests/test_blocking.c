@@ -30,6 +30,7 @@
 #include "weft.h"
 
 #include "harness.h"
+#include "util.h"
 
 #if defined(WEFT_TSAN)
 /* The fork tests start threads in the child of a multi-threaded parent,
@@ -472,28 +473,6 @@ Test(blocking, raising_the_limit_runs_the_queue_at_once)
 
 /* ----------------------------------------------------------------- fork -- */
 
-/* Run fn in a forked child and return its wait status; -1 when it has not
- * ended after about 15 s (it is then killed). The child's alarm ends a hang
- * sooner: a broken pool fails the test instead of hanging the suite. */
-static int in_child(int (*fn)(void))
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	cr_assert(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		alarm(10);
-		_exit(fn());
-	}
-	int st = 0;
-	for (int i = 0; i < 15000; i++) {
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return st;
-		sleep_ms(1);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	return -1;
-}
 
 static void *child_call(void *arg)
 {
@@ -542,7 +521,7 @@ Test(blocking, fork_child_gets_a_fresh_pool)
 	struct weft_blocking_stats st;
 	weft_blocking_stats(&st);
 	cr_assert_eq(st.idle, 1);
-	int status = in_child(child_uses_pool);
+	int status = in_child(child_uses_pool, 10);
 	cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	          "child status %#x", status);
 }
@@ -590,7 +569,7 @@ Test(blocking, fork_child_gets_a_fresh_pool_while_the_parent_runs)
 	cr_assert_eq(pthread_create(&th, NULL, runner, NULL), 0);
 	for (int i = 0; i < 5000 && !atomic_load(&fork_ready); i++)
 		sleep_ms(1);
-	int status = atomic_load(&fork_ready) ? in_child(child_uses_pool) : -2;
+	int status = atomic_load(&fork_ready) ? in_child(child_uses_pool, 10) : -2;
 	atomic_store(&fork_done, 1);
 	pthread_join(th, NULL);
 	cr_assert(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -677,7 +656,7 @@ Test(blocking, no_helper_startable_fails_every_queued_call)
 {
 	if (geteuid() != 0)
 		cr_skip_test("needs root to drop to an unprivileged uid");
-	int st = in_child(child_without_threads);
+	int st = in_child(child_without_threads, 10);
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
 		cr_skip_test("could not drop to nobody");
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status %#x (exit %d)", st,

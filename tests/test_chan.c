@@ -18,6 +18,7 @@
 #include "weft.h"
 
 #include "harness.h"
+#include "util.h"
 
 static void run(unsigned workers, weft_fn fn, void *arg)
 {
@@ -281,13 +282,9 @@ static void *blocked_select(void *arg)
 /* How many coroutines weft_dump shows parked in a channel call. */
 static unsigned parked_on_channels(void)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	if (!f)
+	char *buf = dump_text();
+	if (!buf)
 		return 0;
-	weft_dump(f);
-	fclose(f);
 	unsigned n = 0;
 	for (const char *p = buf; (p = strstr(p, ": parked, waiting for channel ")); p++)
 		n++;
@@ -748,28 +745,6 @@ Test(chan, plain_thread_blocked_until_close)
 
 /* ------------------------------------------------- weft_dump names waits -- */
 
-/* Does weft_dump's output contain "<name>\": parked, waiting for <what> <obj>"?
- * Yields between tries (bounded count) so that the waiter gets to park. */
-static bool dump_shows(const char *name, const char *what, const void *obj)
-{
-	char want[160];
-	snprintf(want, sizeof want, "\"%s\": parked, waiting for %s %p", name, what, obj);
-	for (int tries = 0; tries < 1000; tries++) {
-		char *buf = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&buf, &len);
-		if (!f)
-			return false;
-		weft_dump(f);
-		fclose(f);
-		bool found = strstr(buf, want) != NULL;
-		free(buf);
-		if (found)
-			return true;
-		weft_yield();
-	}
-	return false;
-}
 
 static weft_chan *dump_ch;
 

@@ -24,6 +24,7 @@
 #include "weft.h"
 
 #include "harness.h"
+#include "util.h"
 
 static void run(unsigned workers, weft_fn fn, void *arg)
 {
@@ -438,29 +439,6 @@ static int child_gen_works(void)
 	return weft_gen_close(g) == 0 ? 0 : 4;
 }
 
-/* The wait status of a forked child running fn; -1 when it did not end
- * within about 15 s (it is killed then). */
-static int in_child(int (*fn)(void))
-{
-	fflush(stdout);
-	fflush(stderr);
-	pid_t pid = fork();
-	cr_assert(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		alarm(5);
-		_exit(fn());
-	}
-	int st = 0;
-	for (int i = 0; i < 15000; i++) {
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return st;
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	return -1;
-}
 
 Test(gen, fork_child_creates_generators)
 {
@@ -468,7 +446,7 @@ Test(gen, fork_child_creates_generators)
 	cr_assert_eq(pthread_create(&th, NULL, churner, NULL), 0);
 	int bad = 0, status = 0;
 	for (int i = 0; i < 100 && !bad; i++) {
-		status = in_child(child_gen_works);
+		status = in_child(child_gen_works, 5);
 		bad = !(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
 	atomic_store(&churn_stop, 1);

@@ -23,6 +23,7 @@
 #include "weft/chan.h"
 #include "weft/io.h"
 #include "sched/wait.h"
+#include "util.h"
 
 #if defined(WEFT_TSAN)
 /* fork_from_a_coroutine starts threads in the child of a multi-threaded
@@ -265,13 +266,9 @@ static bool parked_dump_line(uint64_t id, char *out, size_t len)
 	for (int tries = 0; tries < 5000; tries++) {
 		if (tries)
 			weft_sleep(1000000);
-		char *buf = NULL;
-		size_t blen = 0;
-		FILE *f = open_memstream(&buf, &blen);
-		if (!f)
+		char *buf = dump_text();
+		if (!buf)
 			return false;
-		weft_dump(f);
-		fclose(f);
 		char *p = strstr(buf, key);
 		bool ok = false;
 		if (p) {
@@ -1099,11 +1096,8 @@ static void *introspect(void *arg)
 	         (unsigned long long)st.total.spawns);
 	cr_assert_not_null(strstr(line, want), "want \"%s\" in %s", want, line);
 
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	weft_dump(f);
-	fclose(f);
+	char *buf = dump_text();
+	cr_assert_not_null(buf);
 	cr_assert_not_null(strstr(buf, "\"sleepy\": parked, waiting for sleep"), "%s", buf);
 	cr_assert_not_null(strstr(buf, "\"main\": running on worker"), "%s", buf);
 	free(buf);

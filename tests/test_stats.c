@@ -10,6 +10,7 @@
  */
 #include "io/ring.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -231,13 +232,9 @@ static void *deep_returns(void *arg)
 /* The dump line of the coroutine named `name`, copied into out. */
 static bool dump_line(const char *name, char *out, size_t len)
 {
-	char *buf = NULL;
-	size_t blen = 0;
-	FILE *f = open_memstream(&buf, &blen);
-	if (!f)
+	char *buf = dump_text();
+	if (!buf)
 		return false;
-	weft_dump(f);
-	fclose(f);
 	char key[48];
 	snprintf(key, sizeof key, "\"%s\":", name);
 	char *p = strstr(buf, key);
@@ -407,42 +404,13 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-/* Run fn in a forked child and return its wait status; -1 when it has not
- * ended after about 15 s (then it is killed). The child's alarm ends a
- * hang sooner. */
-static int in_child(int (*fn)(void))
-{
-	/* Not fflush(NULL): it would wait for the lock of a FILE that a thread
-	 * of the test holds on purpose (held_dumper's). */
-	fflush(stdout);
-	fflush(stderr);
-	pid_t pid = fork();
-	cr_assert(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		alarm(10);
-		_exit(fn());
-	}
-	int st = 0;
-	for (int i = 0; i < 15000; i++) {
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return st;
-		sleep_ms(1);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	return -1;
-}
 
 /* How many "weft: runtime" lines weft_dump prints now; -1 on error. */
 static int dumped_runtimes(void)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	if (!f)
+	char *buf = dump_text();
+	if (!buf)
 		return -1;
-	weft_dump(f);
-	fclose(f);
 	int n = 0;
 	for (const char *p = buf; (p = strstr(p, "weft: runtime ")); p++)
 		n++;
@@ -503,7 +471,7 @@ Test(stats, fork_child_lists_only_its_own_runtimes)
 	for (int i = 0; i < 5000 && !atomic_load(&dump_inside); i++)
 		sleep_ms(1);
 	/* The fork copies the list's lock held by held_dumper. */
-	int st = atomic_load(&dump_inside) ? in_child(child_dumps_its_own) : -2;
+	int st = atomic_load(&dump_inside) ? in_child(child_dumps_its_own, 10) : -2;
 	atomic_store(&dump_release, 1);
 	pthread_join(th, NULL);
 	cr_assert_eq(weft_rt_destroy(rt), 0);
@@ -531,13 +499,9 @@ static void *escape_main(void *arg)
 	(void)arg;
 	weft_task *t;
 	CHECK(weft_spawn(&t, named_sleeper, NULL) == 0);
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	CHECK(f != NULL);
-	if (f) {
-		weft_dump(f);
-		fclose(f);
+	char *buf = dump_text();
+	CHECK(buf != NULL);
+	if (buf) {
 		snprintf(evil_dump, sizeof evil_dump, "%s", buf);
 		free(buf);
 	}
@@ -629,7 +593,7 @@ static int quit_with_then_without_runtime(void)
 static void quit_check(int (*fn)(void))
 {
 	snprintf(quit_err_path, sizeof quit_err_path, "/tmp/weft-quit-%d", (int)getpid());
-	int st = in_child(fn);
+	int st = in_child(fn, 10);
 	unlink(quit_err_path);
 	cr_assert(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGQUIT,
 	          "child status %#x (exited %d)", st, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
@@ -666,7 +630,7 @@ static int quit_then_destroy(void)
 Test(stats, sigquit_just_before_the_last_destroy_still_dumps)
 {
 	snprintf(quit_err_path, sizeof quit_err_path, "/tmp/weft-quit-%d", (int)getpid());
-	int st = in_child(quit_then_destroy);
+	int st = in_child(quit_then_destroy, 10);
 	unlink(quit_err_path);
 	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
 }

@@ -20,6 +20,7 @@
 #include "sched/wait.h"     /* weft__shield_push/pop */
 
 #include "harness.h"
+#include "util.h"
 
 static void run(unsigned workers, weft_fn fn, void *arg)
 {
@@ -314,7 +315,6 @@ Test(sync, rwlock_unlock_admits_every_queued_reader)
  * the reader has queued behind the waiting writer (dump_shows checks both)
  * by the time the writer gives up. The reader's wait is bounded (10 s): a
  * reader left queued fails its result instead of hanging the test. */
-static bool dump_shows(const char *name, const char *what, const void *obj);
 
 static void *rw_reader_after(void *arg)
 {
@@ -1093,31 +1093,6 @@ Test(sync, cancellation_storm_10000, .timeout = 300)
 
 /* ------------------------------------------------- weft_dump names waits -- */
 
-/* weft_dump's output contains "<name>\": parked, waiting for <what> <obj>".
- * Sleeps between tries (bounded: 5000 tries, 1 ms apart) so the waiter gets
- * to park: with one worker at its first chance, with more on its own
- * worker meanwhile. */
-static bool dump_shows(const char *name, const char *what, const void *obj)
-{
-	char want[160];
-	snprintf(want, sizeof want, "\"%s\": parked, waiting for %s %p", name, what, obj);
-	for (int tries = 0; tries < 5000; tries++) {
-		if (tries)
-			weft_sleep(1000000);
-		char *buf = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&buf, &len);
-		if (!f)
-			return false;
-		weft_dump(f);
-		fclose(f);
-		bool found = strstr(buf, want) != NULL;
-		free(buf);
-		if (found)
-			return true;
-	}
-	return false;
-}
 
 static weft_mutex dump_mtx = WEFT_MUTEX_INIT;
 static weft_rwlock dump_rw;

@@ -92,6 +92,8 @@ static void crs_fail(const char *file, int line, const char *expr, const char *f
 #define cr_assert_null(p, ...)     crs_check((p) == NULL, #p " == NULL", __VA_ARGS__)
 #define cr_assert_not_null(p, ...) crs_check((p) != NULL, #p " != NULL", __VA_ARGS__)
 #define cr_assert_str_eq(a, b, ...) crs_check(strcmp((a), (b)) == 0, #a " equals " #b, __VA_ARGS__)
+#define cr_assert_float_eq(a, b, eps, ...) \
+	crs_check((a) - (b) <= (eps) && (b) - (a) <= (eps), #a " == " #b " within " #eps, __VA_ARGS__)
 #define cr_assert_fail(...)        crs_fail(__FILE__, __LINE__, "failure", "" __VA_ARGS__)
 #define cr_skip_test(...) \
 	do { fprintf(stderr, "skipped: " __VA_ARGS__); fputc('\n', stderr); _exit(77); } while (0)

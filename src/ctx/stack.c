@@ -15,26 +15,20 @@
  * Pool. Who touches what:
  *   struct weft__stack_cache   owner worker only, no atomics: a short list
  *                              (WEFT__STACK_CACHE_MAX) in front of the pool.
- *   struct weft__stack_pool    shared: a ck_stack of free stacks; the chunk
- *                              list under a mutex (slow path: growth, destroy).
- * get: cache, else pop a batch from the shared stack, else map a chunk (keep
+ *   struct weft__stack_pool    shared: a lock-free list of free stacks
+ *                              (stack_list.h: a Treiber stack whose head
+ *                              carries an integer generation, the ABA
+ *                              argument is there); the chunk list under a
+ *                              mutex (slow path: growth, destroy).
+ * get: cache, else pop a batch from the shared list, else map a chunk (keep
  * a batch, push the rest). put: into the cache; a full cache pushes half of
- * itself to the shared stack. Steady state makes no system call.
- *
- * ABA. ck_stack_pop_upmc (plain CAS on head) is only safe when no popped
- * entry can be pushed back while another thread is between reading head and
- * head->next -- here a stack is popped and pushed again all the time, so
- * upmc would be wrong: T1 reads head A and A->next B; T2 pops A and B and
- * pushes A; T1's CAS(A -> B) succeeds and B is handed out twice. We use
- * ck_stack_pop_mpmc, which pairs head with a generation counter in one
- * double-width CAS (cmpxchg16b / ldxp-stxp), so that CAS fails. Reading
- * A->next of an entry someone else popped meanwhile is harmless (stack
- * descriptors live until the pool is destroyed; the CAS then fails).
- * Pushes need no generation (ck_stack_push_mpmc is push_upmc).
- * Under TSan the shared stack is the same list guarded by a mutex: TSan
- * cannot see ck's inline-asm atomics and would flag the benign next read.
+ * itself to the shared list, as one chain. Steady state makes no system
+ * call. A descriptor lives as long as its pool (its chunk's array), which
+ * the list's argument needs: a popper may read the link of a descriptor
+ * another thread has just taken.
  */
 #include "ctx/stack.h"
+#include "ctx/stack_list.h"
 #include "ctx/stack_map.h"
 #include "debug_hooks.h"
 #include "weft.h"
@@ -43,6 +37,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -63,11 +58,8 @@ struct chunk {
 };
 
 struct weft__stack_pool {
-	/* shared free stack, on its own cache line (hot: every pool get/put) */
-#if defined(WEFT_TSAN)
-	pthread_mutex_t free_lock;
-#endif
-	_Alignas(64) ck_stack_t free;   /* 16-byte aligned for the double CAS */
+	/* shared free list, on its own cache line (hot: every pool get/put) */
+	_Alignas(64) struct weft__list free;
 	_Alignas(64) pthread_mutex_t chunk_lock;   /* growth and destroy only */
 	struct chunk *chunks;
 	struct weft__stack *spare_descs;  /* off-size descriptors, for reuse */
@@ -84,33 +76,26 @@ struct weft__stack_cache {
 
 /* ------------------------------------------------------------- pool ------- */
 
-CK_STACK_CONTAINER(struct weft__stack, link, stack_of_link)
+static struct weft__stack *stack_of(struct weft__lnode *x)
+{
+	return (struct weft__stack *)((char *)x - offsetof(struct weft__stack, link));
+}
+
+/* Move a popped chain of n onto the cache. Caller: the cache's owner. */
+static void cache_take(struct weft__stack_cache *c, struct weft__lnode *x, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct weft__stack *s = stack_of(x);
+		x = weft__list_next(x);
+		s->next = c->head;
+		c->head = s;
+		c->n++;
+	}
+}
 
 static void shared_push(struct weft__stack_pool *p, struct weft__stack *s)
 {
-#if defined(WEFT_TSAN)
-	pthread_mutex_lock(&p->free_lock);
-	ck_stack_push_spnc(&p->free, &s->link);
-	pthread_mutex_unlock(&p->free_lock);
-#else
-	/* CAS on head; ck fences the store of link.next before it (release). */
-	ck_stack_push_mpmc(&p->free, &s->link);
-#endif
-}
-
-static struct weft__stack *shared_pop(struct weft__stack_pool *p)
-{
-	ck_stack_entry_t *e;
-#if defined(WEFT_TSAN)
-	pthread_mutex_lock(&p->free_lock);
-	e = ck_stack_pop_npsc(&p->free);
-	pthread_mutex_unlock(&p->free_lock);
-#else
-	/* generation-counted double CAS, see "ABA" above; ck orders the load
-	 * of head before the load of head->next (pairs with push's fence). */
-	e = ck_stack_pop_mpmc(&p->free);
-#endif
-	return e ? stack_of_link(e) : NULL;
+	weft__list_push(&p->free, &s->link, &s->link, 1);
 }
 
 int weft__stack_pool_create(struct weft__stack_pool **out, size_t stack_size)
@@ -123,10 +108,7 @@ int weft__stack_pool_create(struct weft__stack_pool **out, size_t stack_size)
 	if (!p)
 		return -ENOMEM;
 	memset(p, 0, sizeof *p);
-	ck_stack_init(&p->free);
-#if defined(WEFT_TSAN)
-	pthread_mutex_init(&p->free_lock, NULL);
-#endif
+	weft__list_init(&p->free);
 	pthread_mutex_init(&p->chunk_lock, NULL);
 	p->stack_size = size;
 	p->stride = size + pagesz();
@@ -155,9 +137,7 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p)
 		free(d);
 	}
 	pthread_mutex_destroy(&p->chunk_lock);
-#if defined(WEFT_TSAN)
-	pthread_mutex_destroy(&p->free_lock);
-#endif
+	weft__list_fini(&p->free);
 	free(p);
 }
 
@@ -237,14 +217,9 @@ void weft__stack_cache_destroy(struct weft__stack_cache *c)
 int weft__stack_get(struct weft__stack_cache *c, struct weft__stack **out)
 {
 	if (!c->head) {
-		for (unsigned i = 0; i < WEFT__STACK_BATCH; i++) {
-			struct weft__stack *s = shared_pop(c->pool);
-			if (!s)
-				break;
-			s->next = c->head;
-			c->head = s;
-			c->n++;
-		}
+		unsigned n;
+		struct weft__lnode *x = weft__list_pop(&c->pool->free, WEFT__STACK_BATCH, &n);
+		cache_take(c, x, n);
 		if (!c->head) {
 			int err = pool_grow(c);
 			if (err)
@@ -322,13 +297,15 @@ void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s)
 		return;
 	}
 	if (c->n >= WEFT__STACK_CACHE_MAX) {
-		/* full: hand the older half to the other workers */
-		for (unsigned i = 0; i < WEFT__STACK_CACHE_MAX / 2; i++) {
-			struct weft__stack *o = c->head;
-			c->head = o->next;
-			c->n--;
-			shared_push(c->pool, o);
+		/* full: hand half of it to the other workers, one chain, one CAS */
+		struct weft__stack *first = c->head, *last = first;
+		for (unsigned i = 1; i < WEFT__STACK_CACHE_MAX / 2; i++) {
+			atomic_store_explicit(&last->link.next, &last->next->link, memory_order_relaxed);
+			last = last->next;
 		}
+		c->head = last->next;
+		c->n -= WEFT__STACK_CACHE_MAX / 2;
+		weft__list_push(&c->pool->free, &first->link, &last->link, WEFT__STACK_CACHE_MAX / 2);
 	}
 	s->next = c->head;
 	c->head = s;

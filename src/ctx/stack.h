@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <stdatomic.h>
-#include <ck_stack.h>
+#include "ctx/stack_list.h"
 #include "ctx/tls.h"
 
 struct weft__stack {
@@ -48,7 +48,7 @@ struct weft__stack {
 	 * by weft_dump with a relaxed load (a sample). */
 	_Atomic uint32_t users;
 	/* pool internals */
-	ck_stack_entry_t link;      /* link in the pool's shared lock-free stack  */
+	struct weft__lnode link;    /* in the pool's shared free list (stack.c)   */
 	bool own_mapping;           /* off-size: unmapped by weft__stack_put      */
 	const char *chunk_base;     /* pooled: the mapping it was carved from     */
 	size_t chunk_len;

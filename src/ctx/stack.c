@@ -5,12 +5,20 @@
  * Layout. Stacks of the pool's size are carved out of chunks: one mmap
  * (MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, never MAP_POPULATE) holding
  * n × (guard page + stack), so growing by n stacks costs one mmap plus the
- * guards. Nothing is touched here: a page is committed when the coroutine
- * first writes it, and once committed it stays so (a stack that comes back
- * is never MADV_DONTNEED'ed: a first touch costs microseconds on a VM,
- * docs/internals.md).
+ * guards (batched: stack_map.c). Nothing is touched here: a page is
+ * committed when the coroutine first writes it, and stays so while the
+ * stack goes from coroutine to coroutine (a first touch costs microseconds
+ * on a VM, docs/internals.md), until a trim gives it back.
  * Chunks are unmapped only by weft__stack_pool_destroy. Off-size stacks
  * (weft__stack_get_size) get a mapping of their own, unmapped on put.
+ *
+ * Trim. After a spike the pool holds stacks for the peak, their pages
+ * committed. weft__stack_pool_trim takes free stacks off the shared list
+ * beyond what it is told to keep, gives their pages back
+ * (MADV_DONTNEED, batched) and puts them on a second list, cold. get takes
+ * cold stacks only when no warm one is left, so a trimmed stack is faulted
+ * in again only when the pool would otherwise map a new chunk. The policy
+ * (how many to keep, when) is the scheduler's: src/sched/trim.c.
  *
  * Pool. Who touches what:
  *   struct weft__stack_cache   owner worker only, no atomics: a short list
@@ -40,13 +48,17 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 
 #define pagesz weft__stack_pagesz
 
 #define WEFT__STACK_CACHE_MAX   16u         /* per worker                     */
 #define WEFT__STACK_BATCH       8u          /* moved between cache and pool   */
-#define WEFT__STACK_CHUNK_BYTES (2u << 20)  /* a chunk maps about this much   */
-#define WEFT__STACK_CHUNK_MAX   64u         /* ... but at most so many stacks */
+#define WEFT__STACK_CHUNK_BYTES (2u << 20)  /* the first chunk maps about this */
+#define WEFT__STACK_CHUNK_FIRST 64u         /* ... but at most so many stacks */
+#define WEFT__STACK_CHUNK_MAX   1024u       /* later ones double up to this   */
+#define WEFT__STACK_CHUNK_MAX_BYTES ((size_t)256 << 20) /* ... or this much  */
+#define WEFT__STACK_TRIM_BATCH  256u        /* stacks per trim round trip     */
 
 struct chunk {
 	struct chunk *next;
@@ -58,14 +70,22 @@ struct chunk {
 };
 
 struct weft__stack_pool {
-	/* shared free list, on its own cache line (hot: every pool get/put) */
+	/* shared free list, on its own cache line (hot: every pool get/put):
+	 * free stacks whose pages may still be committed ("warm") */
 	_Alignas(64) struct weft__list free;
+	/* free stacks whose pages the trim gave back ("cold"): taken only when
+	 * no warm one is left, before a new chunk is mapped */
+	_Alignas(64) struct weft__list cold;
 	_Alignas(64) pthread_mutex_t chunk_lock;   /* growth and destroy only */
 	struct chunk *chunks;
 	struct weft__stack *spare_descs;  /* off-size descriptors, for reuse */
+	unsigned chunk_n;         /* stacks in the next chunk, under chunk_lock */
 	size_t stack_size;        /* usable bytes per stack */
 	size_t stride;            /* guard + stack */
-	unsigned chunk_n;
+	/* pooled stacks mapped, and stacks trimmed since the pool was made:
+	 * relaxed counters, for weft_rt_stats */
+	_Atomic uint64_t nstacks, ntrimmed;
+	pthread_mutex_t trim_lock;  /* one trim at a time (weft__stack_pool_trim) */
 };
 
 struct weft__stack_cache {
@@ -109,11 +129,13 @@ int weft__stack_pool_create(struct weft__stack_pool **out, size_t stack_size)
 		return -ENOMEM;
 	memset(p, 0, sizeof *p);
 	weft__list_init(&p->free);
+	weft__list_init(&p->cold);
 	pthread_mutex_init(&p->chunk_lock, NULL);
+	pthread_mutex_init(&p->trim_lock, NULL);
 	p->stack_size = size;
 	p->stride = size + pagesz();
 	size_t n = WEFT__STACK_CHUNK_BYTES / p->stride;
-	p->chunk_n = n < 1 ? 1 : n > WEFT__STACK_CHUNK_MAX ? WEFT__STACK_CHUNK_MAX : (unsigned)n;
+	p->chunk_n = n < 1 ? 1 : n > WEFT__STACK_CHUNK_FIRST ? WEFT__STACK_CHUNK_FIRST : (unsigned)n;
 	weft__stack_guard_probe();
 	*out = p;
 	return 0;
@@ -137,7 +159,9 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p)
 		free(d);
 	}
 	pthread_mutex_destroy(&p->chunk_lock);
+	pthread_mutex_destroy(&p->trim_lock);
 	weft__list_fini(&p->free);
+	weft__list_fini(&p->cold);
 	free(p);
 }
 
@@ -147,11 +171,17 @@ size_t weft__stack_pool_stack_size(const struct weft__stack_pool *p)
 }
 
 /* Slow path: map a chunk; its stacks go to the cache (up to a batch) and
- * the shared stack. Caller: the cache's owner. */
+ * the shared list. Chunks grow geometrically (the first about 2 MiB, then
+ * each twice the last, up to WEFT__STACK_CHUNK_MAX stacks), so a program
+ * with a few coroutines maps little while a spike of a million maps a
+ * thousand chunks, not thirty thousand, and installs their guards in as
+ * few system calls (stack_map.c). Caller: the cache's owner. */
 static int pool_grow(struct weft__stack_cache *c)
 {
 	struct weft__stack_pool *p = c->pool;
+	pthread_mutex_lock(&p->chunk_lock);
 	unsigned n = p->chunk_n;
+	pthread_mutex_unlock(&p->chunk_lock);
 	if (weft__stack_guard_probe() == GUARD_MPROTECT) {
 		/* near the mapping limit, take what still fits */
 		unsigned long left = weft__stack_vma_left() / 2;
@@ -181,13 +211,22 @@ static int pool_grow(struct weft__stack_cache *c)
 			s->next = c->head;
 			c->head = s;
 			c->n++;
-		} else {
-			shared_push(p, s);
+		} else if (i + 1 < n) {
+			atomic_store_explicit(&s->link.next, &ch->s[i + 1].link, memory_order_relaxed);
 		}
 	}
+	if (n > WEFT__STACK_BATCH)   /* the rest as one chain */
+		weft__list_push(&p->free, &ch->s[WEFT__STACK_BATCH].link, &ch->s[n - 1].link,
+		                n - WEFT__STACK_BATCH);
+	atomic_fetch_add_explicit(&p->nstacks, n, memory_order_relaxed);
 	pthread_mutex_lock(&p->chunk_lock);
 	ch->next = p->chunks;
 	p->chunks = ch;
+	size_t cap = WEFT__STACK_CHUNK_MAX_BYTES / p->stride;
+	if (cap > WEFT__STACK_CHUNK_MAX)
+		cap = WEFT__STACK_CHUNK_MAX;
+	if (p->chunk_n < cap)
+		p->chunk_n = p->chunk_n * 2 > cap ? (unsigned)cap : p->chunk_n * 2;
 	pthread_mutex_unlock(&p->chunk_lock);
 	return 0;
 }
@@ -217,8 +256,11 @@ void weft__stack_cache_destroy(struct weft__stack_cache *c)
 int weft__stack_get(struct weft__stack_cache *c, struct weft__stack **out)
 {
 	if (!c->head) {
+		/* warm stacks first; trimmed ones before a new mapping */
 		unsigned n;
 		struct weft__lnode *x = weft__list_pop(&c->pool->free, WEFT__STACK_BATCH, &n);
+		if (!x)
+			x = weft__list_pop(&c->pool->cold, WEFT__STACK_BATCH, &n);
 		cache_take(c, x, n);
 		if (!c->head) {
 			int err = pool_grow(c);
@@ -310,4 +352,63 @@ void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s)
 	s->next = c->head;
 	c->head = s;
 	c->n++;
+}
+
+/* ------------------------------------------------------------- trim ------- */
+
+size_t weft__stack_pool_trim(struct weft__stack_pool *p, size_t keep, size_t max)
+{
+	size_t done = 0;
+	pthread_mutex_lock(&p->trim_lock);
+	while (done < max) {
+		/* the count may run ahead of the list (pushes under way): the pop
+		 * then takes fewer, and the next round looks again */
+		uint64_t warm = weft__list_count(&p->free);
+		if (warm <= keep)
+			break;
+		size_t want = warm - keep;
+		if (want > max - done)
+			want = max - done;
+		if (want > WEFT__STACK_TRIM_BATCH)
+			want = WEFT__STACK_TRIM_BATCH;
+		unsigned n;
+		struct weft__lnode *first = weft__list_pop(&p->free, (unsigned)want, &n);
+		if (!first)
+			break;
+		struct iovec v[WEFT__STACK_TRIM_BATCH];
+		struct weft__lnode *x = first, *last = first;
+		unsigned nv = 0;
+		for (unsigned i = 0; i < n; i++) {
+			struct weft__stack *s = stack_of(x);
+			/* users 0: nobody took it since it was mapped or trimmed,
+			 * so it has no page to give back (a fresh chunk's tail) */
+			if (atomic_load_explicit(&s->users, memory_order_relaxed))
+				v[nv++] = (struct iovec){ s->lo, s->size };
+			/* the high-water mark starts again with the next user (we own
+			 * the stack now: relaxed, as weft__stack_get) */
+			atomic_store_explicit(&s->users, 0, memory_order_relaxed);
+			last = x;
+			x = weft__list_next(x);
+		}
+		/* MADV_DONTNEED, not MADV_FREE: the pages leave the RSS now, and a
+		 * later user finds zeroes (it expects nothing else); guard pages
+		 * are not in the ranges, and a guard installed with
+		 * MADV_GUARD_INSTALL survives DONTNEED anyway. A failure (ENOMEM
+		 * splitting a VMA: mprotect guards) leaves the pages where they
+		 * were, which is only memory not given back. */
+		(void)weft__stack_advise(v, nv, MADV_DONTNEED);
+		weft__list_push(&p->cold, first, last, n);
+		atomic_fetch_add_explicit(&p->ntrimmed, nv, memory_order_relaxed);
+		done += n;
+	}
+	pthread_mutex_unlock(&p->trim_lock);
+	return done;
+}
+
+void weft__stack_pool_counts(struct weft__stack_pool *p, struct weft__stack_counts *out)
+{
+	out->mapped = atomic_load_explicit(&p->nstacks, memory_order_relaxed);
+	out->free_warm = weft__list_count(&p->free);
+	out->free_cold = weft__list_count(&p->cold);
+	out->trimmed = atomic_load_explicit(&p->ntrimmed, memory_order_relaxed);
 }

@@ -13,6 +13,15 @@
  * clear message on stderr, before our stacks take more than 7/8 of it (the
  * rest is left to the program: malloc arenas, libraries, thread stacks).
  *
+ * Batches. A chunk of n stacks needs n guards, and giving a run of free
+ * stacks back (the pool's trim) n madvise(MADV_DONTNEED) calls. Where the
+ * kernel lets a process advise itself through process_madvise(2) with the
+ * PIDFD_SELF sentinel (Linux >= 6.13 for these advices, 6.15 for the
+ * sentinel) one call takes up to IOV_BATCH ranges, and for DONTNEED the
+ * kernel flushes the TLB once per call instead of once per range (a
+ * shootdown per range is an IPI to every CPU running a thread of ours).
+ * Probed per advice on first use; madvise(2) range by range otherwise.
+ *
  * Any thread may call these; the process-wide state is atomics (below).
  */
 #include "ctx/stack.h"
@@ -25,13 +34,20 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102    /* Linux 6.13; Debian 12's headers lack it */
 #endif
 
+#ifndef PIDFD_SELF_THREAD_GROUP
+#define PIDFD_SELF_THREAD_GROUP (-10001)  /* Linux 6.15; this process */
+#endif
+
 #define WEFT__STACK_MAX         ((size_t)1 << 32) /* sanity bound, 4 GiB      */
+#define IOV_BATCH               64u       /* ranges per process_madvise call */
 
 /* -------------------------------------------------- process-wide state --- */
 
@@ -146,6 +162,48 @@ static void report_map_limit(void)
 		weft__stack_mapping_count(), max_maps);
 }
 
+/* Per advice: 0 not probed, 1 process_madvise works for it, 2 it does
+ * not. Racing first calls both probe, harmlessly. relaxed: a hint that only
+ * picks between two correct ways. */
+static _Atomic unsigned char batch_ok[128];
+
+static int advise_one(void *a, size_t len, int advice)
+{
+	return madvise(a, len, advice) == 0 ? 0 : -errno;
+}
+
+int weft__stack_advise(const struct iovec *v, unsigned n, int advice)
+{
+	unsigned char *okp = (unsigned char *)&batch_ok[advice & 127];
+	unsigned i = 0;
+	while (i < n) {
+		unsigned k = n - i < IOV_BATCH ? n - i : IOV_BATCH;
+		if (__atomic_load_n(okp, __ATOMIC_RELAXED) != 2 && advice < 128) {
+			ssize_t r = syscall(SYS_process_madvise, PIDFD_SELF_THREAD_GROUP, v + i,
+			                    (size_t)k, advice, 0u);
+			if (r >= 0) {
+				__atomic_store_n(okp, 1, __ATOMIC_RELAXED);
+				/* a short count: the ranges it did not reach go one by one */
+				size_t done = (size_t)r;
+				for (; k && done >= v[i].iov_len; k--, i++)
+					done -= v[i].iov_len;
+				if (!k)
+					continue;
+			} else if (errno == ENOMEM || errno == EFAULT) {
+				return -errno;     /* the advice itself failed: no retry */
+			} else {
+				/* EINVAL, EBADF, ENOSYS, EPERM: not for us here */
+				__atomic_store_n(okp, 2, __ATOMIC_RELAXED);
+			}
+		}
+		int e = advise_one(v[i].iov_base, v[i].iov_len, advice);
+		if (e)
+			return e;
+		i++;
+	}
+	return 0;
+}
+
 void *weft__stack_map(size_t stride, unsigned n, unsigned long *vmas, int *err)
 {
 	size_t ps = pagesz(), len = stride * n;
@@ -166,13 +224,25 @@ void *weft__stack_map(size_t stride, unsigned n, unsigned long *vmas, int *err)
 		*err = errno == ENOMEM ? -ENOMEM : -errno;
 		goto fail;
 	}
-	for (unsigned i = 0; i < n; i++) {
-		char *g = (char *)base + (size_t)i * stride;
-		int r = weft__fault("stack.guard") ? (errno = ENOMEM, -1)
-		      : mode == GUARD_MADVISE ? madvise(g, ps, MADV_GUARD_INSTALL)
-		                              : mprotect(g, ps, PROT_NONE);
-		if (r != 0) {
-			*err = errno == ENOMEM ? -EAGAIN : -errno;
+	/* the guards: IOV_BATCH at a time (1 KiB of iovecs: this runs on a
+	 * coroutine's stack, in spawn) */
+	for (unsigned i = 0; i < n; i += IOV_BATCH) {
+		unsigned k = n - i < IOV_BATCH ? n - i : IOV_BATCH;
+		int r = 0;
+		if (weft__fault("stack.guard")) {
+			r = -ENOMEM;
+		} else if (mode == GUARD_MADVISE) {
+			struct iovec v[IOV_BATCH];
+			for (unsigned j = 0; j < k; j++)
+				v[j] = (struct iovec){ (char *)base + (size_t)(i + j) * stride, ps };
+			r = weft__stack_advise(v, k, MADV_GUARD_INSTALL);
+		} else {
+			for (unsigned j = 0; j < k && !r; j++)
+				if (mprotect((char *)base + (size_t)(i + j) * stride, ps, PROT_NONE))
+					r = -errno;
+		}
+		if (r) {
+			*err = r == -ENOMEM ? -EAGAIN : r;
 			if (*err == -EAGAIN)
 				report_map_limit();
 			munmap(base, len);

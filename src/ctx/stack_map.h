@@ -7,6 +7,7 @@
 #define WEFT_STACK_MAP_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 
 enum { GUARD_UNKNOWN = 0, GUARD_MADVISE = 1, GUARD_MPROTECT = 2 };
 
@@ -19,6 +20,11 @@ int weft__stack_guard_probe(void);
  * the base, or NULL with *err -ENOMEM or -EAGAIN (mapping limit, reported
  * once on stderr) and nothing left mapped or reserved. */
 void *weft__stack_map(size_t stride, unsigned n, unsigned long *vmas, int *err);
+/* madvise(2) each of the n ranges in v (advice < 128), through batched
+ * process_madvise(2) calls where the kernel allows (stack_map.c, "Batches").
+ * 0, or the first error (-ENOMEM, -EINVAL...), ranges after it not
+ * advised. */
+int weft__stack_advise(const struct iovec *v, unsigned n, int advice);
 /* Give back n VMAs of the mprotect budget (the mapping that had them is
  * gone). */
 void weft__stack_vma_unreserve(unsigned long n);

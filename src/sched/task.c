@@ -173,6 +173,12 @@ unsigned weft__task_trim(struct weft_rt *rt, uint64_t keep, unsigned max)
 {
 	unsigned done = 0;
 	pthread_mutex_lock(&rt->pool_lock);
+	/* The monitor asks every round: without a slab's worth of free records
+	 * above the keep nothing can go, and the walk is skipped. */
+	if (rt->nfree_records < keep + WEFT__SLAB_TASKS) {
+		pthread_mutex_unlock(&rt->pool_lock);
+		return 0;
+	}
 	/* Walk the partial list for slabs wholly free, unlinking those we
 	 * trim. Bounded by the list (every slab at most once) and by max. */
 	struct weft__slab **link = &rt->partial;

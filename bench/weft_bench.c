@@ -23,6 +23,10 @@
  *            buffered for 1,024, 10,000,000 items (weft_bench_chan.c)
  *   gen      ns/value, 1 worker: a generator yields 10,000,000 values,
  *            values sent back both ways (weft_bench_gen.c)
+ *   park1m   s, all workers: 1,000,000 coroutines parked at once on a
+ *            semaphore; also prints park1m.rss (B of RSS per parked
+ *            coroutine) and park1m.back (s until the RSS is back within
+ *            256 MiB of the start after they finished) (weft_bench_park.c)
  *
  * The latch of spawn and sleep is weft's wait group when the library has one
  * (WEFT_BENCH_HAVE_WG, probed by bench/meson.build). Without it, the
@@ -443,6 +447,9 @@ static const struct bench_def benches[] = {
 	{ "chan",     "ns", 0, bench_chan },        /* ns per item */
 #endif
 	{ "gen",      "ns", 1, bench_gen },         /* ns per value */
+#if defined(WEFT_BENCH_HAVE_PARK)
+	{ "park1m",   "s",  0, bench_park1m },      /* weft_bench_park.c */
+#endif
 };
 #define NBENCH (sizeof benches / sizeof benches[0])
 
@@ -477,13 +484,30 @@ static int parse_uint(const char *s, unsigned *out)
 	return 0;
 }
 
+/* Extra figures of the running benchmark (bench_extra), printed after its
+ * own line. */
+#define EXTRA_MAX 4
+struct extra { const char *name, *unit; double value; };
+static struct extra extras[EXTRA_MAX];
+static unsigned nextras;
+
+void bench_extra(const char *name, double value, const char *unit)
+{
+	if (nextras < EXTRA_MAX)
+		extras[nextras++] = (struct extra){ name, unit, value };
+}
+
 static int run_one(const struct bench_def *b, unsigned workers, double *value)
 {
+	nextras = 0;
 	int err = b->run(workers, value);
 	if (err)
 		return 1;
-	printf("name=%s impl=weft workers=%u value=%.3f unit=%s\n", b->name,
-	       b->single && strcmp(b->name, "switch") == 0 ? 1 : workers, *value, b->unit);
+	unsigned shown = b->single && strcmp(b->name, "switch") == 0 ? 1 : workers;
+	printf("name=%s impl=weft workers=%u value=%.3f unit=%s\n", b->name, shown, *value, b->unit);
+	for (unsigned i = 0; i < nextras; i++)
+		printf("name=%s impl=weft workers=%u value=%.3f unit=%s\n", extras[i].name, shown,
+		       extras[i].value, extras[i].unit);
 	fflush(stdout);
 	return 0;
 }

@@ -37,6 +37,15 @@ int bench_ring(unsigned workers, double *value);
 int bench_chan(unsigned workers, double *value);
 #endif
 
+/* A further figure of the benchmark now running (name, value, unit), printed
+ * on a line of its own after the benchmark's own. At most 4 per run. */
+void bench_extra(const char *name, double value, const char *unit);
+
+#if defined(WEFT_BENCH_HAVE_PARK)
+/* weft_bench_park.c: park1m, and the extra figures park1m.rss, park1m.back */
+int bench_park1m(unsigned workers, double *value);
+#endif
+
 /* weft_bench_gen.c */
 int bench_gen(unsigned workers, double *value);
 

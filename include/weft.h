@@ -93,6 +93,19 @@ struct weft_config {
  *  coroutine to switch. */
 #define WEFT_RT_NO_RESCUE_SIGNAL 0x2u
 
+/** Memory flag. After a spike (many coroutines alive at once, then few) the
+ *  runtime gives the memory of the surplus back: its monitor keeps, of the
+ *  free coroutine stacks and task records, what a return to the peak of the
+ *  last one to two seconds would need (plus a small slack) and hands the
+ *  pages of the rest to the kernel (MADV_DONTNEED), a slice every
+ *  millisecond, so the RSS follows the live coroutines back down within a
+ *  few seconds. The stacks and records stay mapped and are used again
+ *  (their pages faulted in anew) when the runtime grows back. With this
+ *  flag the monitor gives nothing back: the pools keep their peak until
+ *  weft_rt_destroy, and no later spawn pays page faults for it
+ *  (weft_rt_trim still works). docs/guarantees.md, "Memory per coroutine". */
+#define WEFT_RT_NO_TRIM 0x4u
+
 /**
  * Create a runtime and start its workers. cfg may be NULL (all defaults).
  * Not callable from inside a coroutine. Returns 0, -EINVAL (bad config),
@@ -141,6 +154,20 @@ WEFT_API int weft_rt_destroy(weft_rt *rt);
 
 /** Number of workers of rt. */
 WEFT_API unsigned weft_rt_workers(const weft_rt *rt);
+
+/**
+ * Give back to the kernel, now, the memory of every free coroutine stack
+ * and every wholly free slab of task records of rt, whatever the recent
+ * peak (the monitor's own policy keeps that peak's needs for a second or
+ * two, WEFT_RT_NO_TRIM). Stacks and records in the workers' small caches
+ * (16 stacks and 128 records each) are kept. The memory stays mapped and is
+ * used again, page faults and all, when coroutines need it. Any thread, a
+ * coroutine included; it does not park, and runs on the calling thread for
+ * about a microsecond per free stack (MADV_DONTNEED batched where the kernel
+ * has process_madvise for it, one madvise per stack otherwise) and per slab.
+ * Returns 0, or -EINVAL when rt is NULL.
+ */
+WEFT_API int weft_rt_trim(weft_rt *rt);
 
 /** The runtime of the calling coroutine, or NULL outside one. */
 WEFT_API weft_rt *weft_rt_current(void);
@@ -291,11 +318,22 @@ struct weft_worker_stats {
 	                           io_cqes too; see WEFT_RT_NO_RESCUE_SIGNAL)          */
 };
 
-/** Runtime-wide view: the sum over workers, plus live coroutines. */
+/** Runtime-wide view: the sum over workers, plus live coroutines and the
+ *  memory pools (samples, each read on its own). */
 struct weft_stats {
 	unsigned workers;
 	uint64_t live;          /* coroutines spawned and not yet returned            */
 	struct weft_worker_stats total;
+	/* Coroutine stacks of the runtime's size (others are mappings of their
+	 * own, unmapped when their coroutine returns): */
+	uint64_t stacks;        /* mapped (in use, free, trimmed)                     */
+	uint64_t stacks_free;   /* free, pages kept (not counting workers' caches)    */
+	uint64_t stacks_cold;   /* free, pages given back by a trim                   */
+	uint64_t stacks_trimmed;/* stacks whose pages trims gave back, in all         */
+	/* Task records (struct weft_task), in slabs of 256: */
+	uint64_t records;       /* made (in use, free, trimmed)                       */
+	uint64_t records_free;  /* free, pages kept (not counting workers' caches)    */
+	uint64_t records_cold;  /* in slabs whose pages a trim gave back              */
 };
 
 /**
@@ -306,11 +344,13 @@ struct weft_stats {
 WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
                            struct weft_worker_stats *per_worker, unsigned n);
 /** One line of text with every total, label=value in the order of struct
- *  weft_worker_stats ("workers=2 live=3 switches=... spawns=...
- *  steals_tried=... steals=... parks=... wakes=... inject_in=...
+ *  weft_worker_stats, then the pools ("workers=2 live=3 switches=...
+ *  spawns=... steals_tried=... steals=... parks=... wakes=... inject_in=...
  *  inject_out=... io=... timers=... starved=... sqes=... cqes=... enters=...
- *  sqfull=... cqoverflow=... rescued=..."); returns its length (snprintf's
- *  convention), or -EINVAL when s is NULL. */
+ *  sqfull=... cqoverflow=... rescued=... stacks=... stacks_free=...
+ *  stacks_cold=... stacks_trimmed=... records=... records_free=...
+ *  records_cold=..."); returns its length (snprintf's convention), or
+ *  -EINVAL when s is NULL. */
 WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len);
 
 /**

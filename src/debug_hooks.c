@@ -124,6 +124,19 @@ void weft__perturb_slow(void)
 
 #if defined(WEFT_FAULT_INJECTION)
 static _Thread_local uint64_t fault_state;
+/* Faults injected so far, process-wide. Relaxed: a count for the report. */
+static _Atomic unsigned long faults_injected;
+
+unsigned long weft__fault_injected(void)
+{
+	return atomic_load_explicit(&faults_injected, memory_order_relaxed);
+}
+
+bool weft__fault_enabled(void)
+{
+	pthread_once(&cfg_once, cfg_init);
+	return fault_cfg.rate != 0;
+}
 
 bool weft__fault_slow(const char *point)
 {
@@ -135,6 +148,7 @@ bool weft__fault_slow(const char *point)
 	uint64_t *st = state_for(&fault_state, &fault_cfg, 2);
 	if (rng_next(st) % 1000 >= fault_cfg.rate)
 		return false;
+	atomic_fetch_add_explicit(&faults_injected, 1, memory_order_relaxed);
 	if (fault_verbose) {
 		char buf[128];
 		int n = snprintf(buf, sizeof buf, "weft: injected fault at %s\n", point);

@@ -28,6 +28,10 @@ void weft__perturb_slow(void);
 
 #if defined(WEFT_FAULT_INJECTION)
 bool weft__fault_slow(const char *point);
+/* Faults injected so far in this process, and whether WEFT_FAULT asks for
+ * any (a rate above 0): the fault scenario checks it really injected. */
+unsigned long weft__fault_injected(void);
+bool weft__fault_enabled(void);
 #  define weft__fault(point) __builtin_expect(weft__fault_slow(point), 0)
 #else
 #  define weft__fault(point) false

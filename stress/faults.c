@@ -10,6 +10,7 @@
  * In a normal build it runs the same code with no faults and must pass too.
  */
 #include "common.h"
+#include "debug_hooks.h"
 #include "weft.h"
 
 #include <errno.h>
@@ -116,7 +117,14 @@ int main(int argc, char **argv)
 		rounds++;
 		stress_tick();
 	} while (!stress_expired() && rounds < 100000);
-	stress_pass("workers=%u rounds=%lu clean errors=%lu failed creates=%lu", workers, rounds,
-	            atomic_load(&errors), rt_fail);
+	unsigned long injected = 0;
+#if defined(WEFT_FAULT_INJECTION)
+	/* A fault run that injected nothing checked no error path: say so. */
+	injected = weft__fault_injected();
+	STRESS_CHECK(!weft__fault_enabled() || injected > 0,
+	             "WEFT_FAULT sets a rate but no fault was injected in %lu rounds", rounds);
+#endif
+	stress_pass("workers=%u rounds=%lu injected=%lu clean errors=%lu failed creates=%lu", workers,
+	            rounds, injected, atomic_load(&errors), rt_fail);
 	return 0;
 }

@@ -109,5 +109,31 @@ check(got["GET"][0] == 1000.0 and got["GET"][1] == 0.847 and
       got["GET"][2] == {0.0: 72.0, 50.0: 255.0, 95.0: 399.0, 99.0: 847.0, 100.0: 2151.0},
       "servers.parse_csv reads rps, p99 and the CDF points")
 
+# Extra figures (EXTRAS): runs of their own, "not reached" when not printed,
+# and table rows under their benchmark.
+res = dict(bench="park1m", workers=2, impl="go", run=1, status="ok", value=2.5, unit="s",
+           rss_kb=2700000, extra={"park1m.rss": (2707.0, "B")})
+xs = run.extra_runs(res)
+check([(x["bench"], x["status"], x["value"]) for x in xs] ==
+      [("park1m.rss", "ok", 2707.0), ("park1m.back", "not reached", None)],
+      f"extra_runs: one per EXTRAS name, the missing one not reached: {xs}")
+bad = dict(res, status="timeout", extra={})
+check([x["status"] for x in run.extra_runs(bad)] == ["timeout", "timeout"],
+      "extra_runs of a failed run carry its status")
+runs = [res] + xs
+for rnd, (v, rss, back) in enumerate([(2.0, 4400.0, 2.1), (2.2, 4450.0, 2.3), (1.8, 4420.0, 1.9)]):
+    w = dict(bench="park1m", workers=2, impl="weft", run=rnd + 1, status="ok", value=v, unit="s",
+             rss_kb=4300000, extra={"park1m.rss": (rss, "B"), "park1m.back": (back, "s")})
+    runs += [w] + run.extra_runs(w)
+impls = {"weft": run.Impl("weft", "x"), "go": run.Impl("go", "y")}
+head, rows = run.table(run.summarize(runs), [("park1m", 2, ["weft", "go"])], impls, 2)
+names = [r[0] for r in rows]
+check(names == ["park1m", "park1m.rss", "park1m.back"], f"table: the extras' rows follow: {names}")
+back = rows[2]
+check(back[3].startswith("2.10 (1.90–2.30)") and "not reached" in back,
+      f"table: weft's park1m.back median, go's not reached: {back}")
+check(rows[1][head.index("weft/go")].startswith("1.63"),
+      f"table: park1m.rss ratio weft/go 4420/2707: {rows[1]}")
+
 print(f"report_test: {'all passed' if not failed else f'{failed} failed'}")
 sys.exit(1 if failed else 0)

@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <stdatomic.h>
-#include <ck_stack.h>
+#include "ctx/stack_list.h"
 #include "ctx/tls.h"
 
 struct weft__stack {
@@ -48,7 +48,7 @@ struct weft__stack {
 	 * by weft_dump with a relaxed load (a sample). */
 	_Atomic uint32_t users;
 	/* pool internals */
-	ck_stack_entry_t link;      /* link in the pool's shared lock-free stack  */
+	struct weft__lnode link;    /* in the pool's shared free list (stack.c)   */
 	bool own_mapping;           /* off-size: unmapped by weft__stack_put      */
 	const char *chunk_base;     /* pooled: the mapping it was carved from     */
 	size_t chunk_len;
@@ -73,8 +73,29 @@ int  weft__stack_get(struct weft__stack_cache *c, struct weft__stack **out);
 /* A stack of another size (per-spawn option): pooled when size equals the
  * pool's, otherwise a mapping of its own that weft__stack_put unmaps. */
 int  weft__stack_get_size(struct weft__stack_cache *c, size_t size, struct weft__stack **out);
-/* Give it back; its pages stay committed for the next user. */
+/* Give it back; its pages stay committed for the next user (until a trim).
+ * Caller: the cache's owner thread. */
 void weft__stack_put(struct weft__stack_cache *c, struct weft__stack *s);
+
+/* Give back to the kernel (MADV_DONTNEED) the pages of free stacks in the
+ * pool's shared list beyond the first `keep`, at most `max` stacks in this
+ * call; the stacks stay in the pool, mapped and guarded, and are handed out
+ * again (pages faulted in anew) once no untrimmed one is left. Stacks in the
+ * workers' caches (at most 16 each) are not touched. Returns how many were
+ * trimmed. ANY thread; trims run one at a time (a mutex), never holding up
+ * get or put. Cost: a process_madvise(2) per 64 stacks where the kernel has
+ * it, else an madvise(2) per stack (stack_map.c, "Batches"). */
+size_t weft__stack_pool_trim(struct weft__stack_pool *p, size_t keep, size_t max);
+
+/* The pool's counts, each read on its own (relaxed: a sample). ANY. */
+struct weft__stack_counts {
+	uint64_t mapped;      /* stacks of the pool's size mapped (chunks)      */
+	uint64_t free_warm;   /* free in the shared list, pages kept            */
+	uint64_t free_cold;   /* free in the shared list, pages given back      */
+	uint64_t trimmed;     /* stacks whose pages a trim gave back, since the
+	                         pool was created (not those never used)       */
+};
+void weft__stack_pool_counts(struct weft__stack_pool *p, struct weft__stack_counts *out);
 
 /* The stack's high-water mark in bytes: from its top down to the deepest
  * word ever written (pooled stacks), or to the deepest page the kernel has

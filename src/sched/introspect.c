@@ -68,11 +68,27 @@ WEFT_API int weft_rt_stats(weft_rt *rt, struct weft_stats *out,
 		STATS_FIELDS(ADD_COUNTER)
 #undef ADD_COUNTER
 	}
+	struct weft__stack_counts sc;
+	weft__stack_pool_counts(rt->stack_pool, &sc);
+	out->stacks = sc.mapped;
+	out->stacks_free = sc.free_warm;
+	out->stacks_cold = sc.free_cold;
+	out->stacks_trimmed = sc.trimmed;
+	struct weft__task_counts tc;
+	weft__task_counts(rt, &tc);
+	out->records = tc.records;
+	out->records_free = tc.free;
+	out->records_cold = tc.trimmed;
 	return 0;
 }
 
-/* ANY. "workers=N live=N" and then every counter as label=value, in the
- * order of struct weft_worker_stats. */
+/* The pools' figures of struct weft_stats, in order, with their labels. */
+#define POOL_FIELDS(X) X(stacks, "stacks") X(stacks_free, "stacks_free") \
+	X(stacks_cold, "stacks_cold") X(stacks_trimmed, "stacks_trimmed") \
+	X(records, "records") X(records_free, "records_free") X(records_cold, "records_cold")
+
+/* ANY. "workers=N live=N", every counter as label=value in the order of
+ * struct weft_worker_stats, then the pools'. */
 WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len)
 {
 	if (!s)
@@ -80,10 +96,13 @@ WEFT_API int weft_stats_format(const struct weft_stats *s, char *buf, size_t len
 	const struct weft_worker_stats *t = &s->total;
 #define FMT_COUNTER(f, label) " " label "=%llu"
 #define ARG_COUNTER(f, label) , (unsigned long long)t->f
-	return snprintf(buf, len, "workers=%u live=%llu" STATS_FIELDS(FMT_COUNTER),
-	                s->workers, (unsigned long long)s->live STATS_FIELDS(ARG_COUNTER));
+#define ARG_POOL(f, label) , (unsigned long long)s->f
+	return snprintf(buf, len, "workers=%u live=%llu" STATS_FIELDS(FMT_COUNTER) POOL_FIELDS(FMT_COUNTER),
+	                s->workers, (unsigned long long)s->live STATS_FIELDS(ARG_COUNTER)
+	                POOL_FIELDS(ARG_POOL));
 #undef FMT_COUNTER
 #undef ARG_COUNTER
+#undef ARG_POOL
 }
 
 /* -------------------------------------------------------------- dump --- */

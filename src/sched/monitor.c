@@ -125,6 +125,17 @@ static void rescue_ring(struct weft_rt *rt, struct weft__worker *w, unsigned hos
 	weft__ring_rescue(&w->ring);
 }
 
+/* The trim policy's round (trim.c): its system calls run without
+ * monitor_lock. Returns true while memory is left to give back. MONITOR,
+ * holding monitor_lock. */
+static bool trim_round(struct weft_rt *rt)
+{
+	pthread_mutex_unlock(&rt->monitor_lock);
+	bool more = weft__trim_tick(rt);
+	pthread_mutex_lock(&rt->monitor_lock);
+	return more;
+}
+
 /* MONITOR: the thread's body. */
 static void *monitor_main(void *arg)
 {
@@ -243,9 +254,11 @@ static void *monitor_main(void *arg)
 			weft_dump(stderr);
 			pthread_mutex_lock(&rt->monitor_lock);
 		}
+		bool trimming = trim_round(rt);
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);       /* monitor_cond's clock (rt.c) */
-		long step = busy ? 5000000 : 50000000;     /* 5 ms busy, 50 ms idle */
+		/* 5 ms busy, 50 ms idle, 1 ms while memory is being given back */
+		long step = trimming ? 1000000 : busy ? 5000000 : 50000000;
 		ts.tv_nsec += step;
 		if (ts.tv_nsec >= 1000000000) {
 			ts.tv_sec++;

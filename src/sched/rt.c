@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,6 +96,7 @@ static void rt_free(struct weft_rt *rt)
 	struct weft__slab *s = rt->slabs;
 	while (s) {
 		struct weft__slab *n = s->next;
+		munmap(s->tasks, s->n * sizeof(struct weft_task));
 		free(s);
 		s = n;
 	}
@@ -158,7 +160,7 @@ WEFT_API int weft_rt_create(weft_rt **out, const struct weft_config *cfg)
 	if (weft__worker_current())
 		return create_fail(-EPERM, "called from a coroutine (or a worker thread)");
 	struct weft_config c = cfg ? *cfg : (struct weft_config){0};
-	const unsigned known = WEFT_RT_PARENT_FIRST | WEFT_RT_NO_RESCUE_SIGNAL;
+	const unsigned known = WEFT_RT_PARENT_FIRST | WEFT_RT_NO_RESCUE_SIGNAL | WEFT_RT_NO_TRIM;
 	if (c.workers > 4096)
 		return create_fail(-EINVAL, "workers %u is more than 4096", c.workers);
 	if (c.flags & ~known)

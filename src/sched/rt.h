@@ -29,10 +29,26 @@
 
 #include "sched/worker.h"
 
+/* A slab of task records (task.c): WEFT__SLAB_TASKS records in a mapping
+ * of their own, page-aligned, so that its pages can be given back. The
+ * fields after `n` are under rt->pool_lock. */
 struct weft__slab {
-	struct weft__slab *next;
+	struct weft__slab *next;          /* every slab of rt, until destroy       */
+	struct weft_task *tasks;          /* the records                            */
 	unsigned n;
-	struct weft_task tasks[];
+	unsigned nfree;                   /* records in `free`                      */
+	struct weft_task *free;           /* this slab's free records (t->next)     */
+	struct weft__slab *next_part;     /* in rt->partial: has free records       */
+	bool in_partial;
+	bool trimmed;                     /* pages given back, in rt->trimmed_slabs */
+	uint64_t seq_floor;               /* trimmed: wait_seq for revived records  */
+};
+
+/* The trim policy's state (trim.c): the peaks of the live count over the
+ * current and the previous window. The monitor's alone. */
+struct weft__trim {
+	uint64_t window_start;            /* ns (weft__now), 0: no sample yet      */
+	uint64_t peak_cur, peak_prev;
 };
 
 struct weft_rt {
@@ -57,10 +73,13 @@ struct weft_rt {
 	unsigned *idle;                   /* stack of worker indices              */
 	unsigned nidle_list;
 
-	/* task records (task.c) */
+	/* task records (task.c), under pool_lock: every slab, the slabs with
+	 * free records, the trimmed ones, and counts for the trim policy */
 	_Alignas(64) pthread_mutex_t pool_lock;
 	struct weft__slab *slabs;
-	struct weft_task *free_tasks;
+	struct weft__slab *partial;
+	struct weft__slab *trimmed_slabs;
+	uint64_t nrecords, nfree_records, ntrimmed_records;
 
 	/* coroutines created by threads that are not its workers (weft_rt_run,
 	 * weft_rt_spawn from outside): rare, so a shared RMW counter */
@@ -85,6 +104,7 @@ struct weft_rt {
 	_Atomic uint64_t starve_ns;       /* 0: off; relaxed, read every round    */
 	void (*starve_log)(const char *line, void *arg);
 	void *starve_arg;
+	struct weft__trim trim;           /* the monitor's, not under the lock    */
 
 	struct weft_rt *next_rt;          /* all runtimes, under introspect.c's lock */
 
@@ -105,6 +125,18 @@ struct weft_rt {
 bool weft__monitor_start(struct weft_rt *rt);
 /* Stop it and join it, if it was started. THREAD (weft_rt_destroy). */
 void weft__monitor_stop(struct weft_rt *rt);
+
+/* ---------------------------------------------------------- trim.c --- */
+
+/* One round of the trim policy: returns true while a surplus is left (the
+ * monitor comes back in 1 ms). MONITOR, without monitor_lock. */
+bool weft__trim_tick(struct weft_rt *rt);
+/* The policy's parts, for tests: free stacks and records kept for a live
+ * count and a peak; a sample folded into the windows; the peak. ANY (a
+ * struct weft__trim of one's own). */
+uint64_t weft__trim_keep(uint64_t live, uint64_t peak);
+void weft__trim_sample(struct weft__trim *tr, uint64_t live, uint64_t now);
+uint64_t weft__trim_peak(const struct weft__trim *tr);
 
 /* ---------------------------------------------------- introspect.c --- */
 

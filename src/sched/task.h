@@ -29,6 +29,7 @@
 
 struct weft_rt;
 struct weft__worker;
+struct weft__slab;
 
 /* Task states (weft_task.state); the transitions are in run.c's opening
  * comment, and stress/model/wake.pml checks them. */
@@ -80,6 +81,8 @@ struct weft_task {
 	 * waits; the dump checks obj before it dereferences it). */
 	const char *_Atomic wait_what;    /* what it waits for                     */
 	const void *_Atomic wait_obj;
+	struct weft__slab *slab;          /* the slab it lives in (task.c); set
+	                                     when the slab is made or revived  */
 };
 
 /*
@@ -119,6 +122,16 @@ struct weft_task *weft__task_alloc_slow(struct weft_rt *rt, struct weft__worker 
 /* Give t back (to w's cache when w is one of t's runtime's workers). ANY.
  * Inline fast path: worker.h, weft__task_free. */
 void weft__task_free_slow(struct weft_rt *rt, struct weft__worker *w, struct weft_task *t);
+/* Give back the pages of wholly free record slabs while more than `keep`
+ * free records would remain in rt's pool, at most `max` slabs in this call
+ * (task.c, "Trim"). Returns the slabs trimmed. ANY; takes pool_lock. */
+unsigned weft__task_trim(struct weft_rt *rt, uint64_t keep, unsigned max);
+/* Records of rt: made, free in its pool (not counting the workers'
+ * caches), and in trimmed slabs; a sample under pool_lock. ANY. */
+struct weft__task_counts {
+	uint64_t records, free, trimmed;
+};
+void weft__task_counts(struct weft_rt *rt, struct weft__task_counts *out);
 /* How many coroutines of rt are alive (a double collect, task.c); *exact
  * false when spawns ran during the read. ANY. */
 uint64_t weft__live_tasks(struct weft_rt *rt, bool *exact);

@@ -2,7 +2,8 @@
 //
 //	go-bench BENCH [--workers N]
 //
-// BENCH is one of yield, spawn, skynet, fib, sleep, pingpong, ring, chan, gen.
+// BENCH is one of yield, spawn, skynet, fib, sleep, pingpong, ring, chan, gen,
+// park1m.
 // --workers sets GOMAXPROCS (default: all CPUs; yield and gen 1).
 // Prints one line: name=<bench> impl=go workers=<n> value=<v> unit=<u>.
 // Standard library only, so it builds without network access.
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -262,14 +264,92 @@ func benchGen() (float64, string) {
 	return float64(el.Nanoseconds()) / n, "ns"
 }
 
+// rss: the process's resident set in bytes (/proc/self/statm), 0 if unreadable.
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, res uint64
+	if _, err := fmt.Sscan(string(b), &size, &res); err != nil {
+		return 0
+	}
+	return res * uint64(os.Getpagesize())
+}
+
+// park1m: as weft's (bench/weft_bench_park.c). 1,000,000 goroutines each
+// count themselves in and wait on a semaphore (a channel: one receive per
+// permit); the figure is the time until all have counted themselves in.
+// Then 1,000,000 permits are sent, every woken goroutine checks the value it
+// was started with and counts down a WaitGroup. Extra lines: park1m.rss (B
+// per parked goroutine) and park1m.back (s from the last return until RSS
+// is within 256 MiB of the start, polled every 10 ms for at most 20 s; no
+// line when it does not get there). The runtime's own scavenger gives the
+// memory back; nothing here calls debug.FreeOSMemory.
+func benchPark1m() (float64, string) {
+	const n = 1000000
+	const backLimit = 256 << 20
+	sem := make(chan struct{})
+	var arrived, bad int64
+	var wg sync.WaitGroup
+	wg.Add(n)
+	rss0 := rss()
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			atomic.AddInt64(&arrived, 1)
+			<-sem
+			if i < 0 || i >= n {
+				atomic.AddInt64(&bad, 1)
+			}
+			wg.Done()
+		}(i)
+	}
+	for atomic.LoadInt64(&arrived) < n { // bounded: every goroutine gets there
+		time.Sleep(100 * time.Microsecond)
+	}
+	parked := time.Since(t0)
+	rssParked := rss()
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+	}
+	wg.Wait()
+	tDone := time.Now()
+	if bad != 0 {
+		fail("park1m", "%d goroutines woke wrongly", bad)
+	}
+	per := 0.0
+	if rssParked > rss0 {
+		per = float64(rssParked-rss0) / n
+	}
+	extra = append(extra, fmt.Sprintf("name=park1m.rss impl=go workers=%d value=%.3f unit=B",
+		runtime.GOMAXPROCS(0), per))
+	for {
+		if rss() <= rss0+backLimit {
+			extra = append(extra, fmt.Sprintf("name=park1m.back impl=go workers=%d value=%.3f unit=s",
+				runtime.GOMAXPROCS(0), time.Since(tDone).Seconds()))
+			break
+		}
+		if time.Since(tDone) > 20*time.Second {
+			fmt.Fprintln(os.Stderr, "go-bench park1m: RSS not back within 256 MiB of the start 20 s after the spike")
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return parked.Seconds(), "s"
+}
+
+// extra: further lines of the benchmark that ran, printed after its own.
+var extra []string
+
 func main() {
 	benches := map[string]func() (float64, string){
 		"yield": benchYield, "spawn": benchSpawn, "skynet": benchSkynet, "fib": benchFib,
 		"sleep": benchSleep, "pingpong": benchPingpong, "ring": benchRing,
-		"chan": benchChan, "gen": benchGen,
+		"chan": benchChan, "gen": benchGen, "park1m": benchPark1m,
 	}
 	if len(os.Args) < 2 || benches[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: go-bench yield|spawn|skynet|fib|sleep|pingpong|ring|chan|gen [--workers N]")
+		fmt.Fprintln(os.Stderr, "usage: go-bench yield|spawn|skynet|fib|sleep|pingpong|ring|chan|gen|park1m [--workers N]")
 		os.Exit(2)
 	}
 	name := os.Args[1]
@@ -294,4 +374,7 @@ func main() {
 	runtime.GOMAXPROCS(workers)
 	v, unit := benches[name]()
 	fmt.Printf("name=%s impl=go workers=%d value=%.3f unit=%s\n", name, workers, v, unit)
+	for _, l := range extra {
+		fmt.Println(l)
+	}
 }
